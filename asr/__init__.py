@@ -1,0 +1,1 @@
+"""Speech recognition: voice activity detection, endpointing, recognizers behind one interface."""

@@ -1,0 +1,1 @@
+"""Dialog: NLU, flow engine driven by configs/, slot filling, knowledge base answers."""

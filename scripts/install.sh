@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything the hotline needs on a fresh Debian machine: apt packages, a virtual
+# environment in .venv and the Python packages. Safe to run again: each step checks first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(espeak-ng sox sip-tester baresip mosquitto)
+VENV=.venv
+PYTHON=${PYTHON:-python3}
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install: apt packages missing: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "install: creating virtual environment in $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+
+# Reinstall Python packages only when the declared dependencies changed.
+stamp="$VENV/.installed-$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "install: installing Python packages (first run takes a few minutes)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e '.[test]'
+  rm -f "$VENV"/.installed-*
+  touch "$stamp"
+fi
+echo "install: ready"

@@ -1,0 +1,1 @@
+"""Speech synthesis: text normalisation, synthesizers behind one interface, prompt cache."""
