@@ -1,0 +1,131 @@
+"""Process start-up: builds every stage from the settings and answers calls until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from asr import Endpointer, create_recognizer
+from dialog import DialogEngine, Say, load_flow
+from hotline.bus import EventBus
+from hotline.session import CallSession, SessionDeps
+from hotline.settings import Settings
+from recordings import CallStore
+from routing import Agent, Queue
+from telephony import CallLeg, SipEndpoint
+from tts import PromptCache, create_synthesizer
+
+log = logging.getLogger(__name__)
+
+
+class Hotline:
+    """One worker: a SIP endpoint, the speech and dialog stages, the queues and the call store."""
+
+    def __init__(self, settings: Settings, bus: EventBus | None = None) -> None:
+        self.settings = settings
+        self.bus = bus or EventBus()
+        self.endpoint: SipEndpoint | None = None
+        self.deps: SessionDeps | None = None
+        self.sessions: set[CallSession] = set()
+
+    @property
+    def port(self) -> int:
+        assert self.endpoint is not None, "start() first"
+        return self.endpoint.port
+
+    async def start(self) -> None:
+        s = self.settings
+        t = time.monotonic()
+        # Everything that can be wrong with the configuration fails here, before a call arrives.
+        flow = load_flow(s.flow_path)
+        engine = DialogEngine(flow)
+        store = CallStore(s.database_url)
+        closed = store.close_interrupted(s.node_name)
+        if closed:
+            log.warning("closed %d call records left open by a previous run of %s", closed, s.node_name)
+        cpu_pool = ThreadPoolExecutor(max_workers=max(2, s.asr.threads), thread_name_prefix="cpu")
+        db_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db")
+        recognizer = create_recognizer(s.asr.backend, model_path=s.asr.model_path, threads=s.asr.threads)
+        prompts = PromptCache(create_synthesizer(s.tts.backend), target_rate=8000, executor=cpu_pool)
+        queues = {
+            q.name: Queue(q.name, [Agent(a.name, a.uri) for a in q.agents]) for q in s.queues
+        }
+        ep = s.endpointing
+
+        def endpointer() -> Endpointer:
+            return Endpointer(
+                sample_rate=8000,
+                pre_roll_ms=ep.pre_roll_ms,
+                silence_ms=ep.silence_ms,
+                max_utterance_s=ep.max_utterance_s,
+            )
+
+        self.endpoint = SipEndpoint(
+            s.sip.host, s.sip.port, max_calls=s.sip.max_calls, rtp_ports=(s.sip.rtp_port_min, s.sip.rtp_port_max)
+        )
+        self.deps = SessionDeps(
+            settings=s,
+            store=store,
+            bus=self.bus,
+            engine=engine,
+            recognizer=recognizer,
+            prompts=prompts,
+            queues=queues,
+            dial=self.endpoint.dial,
+            cpu_pool=cpu_pool,
+            db_pool=db_pool,
+            endpointer_factory=endpointer,
+        )
+        await self._warm_up(engine, prompts, recognizer, cpu_pool)
+        self.endpoint.on_call = self._on_call
+        await self.endpoint.start()
+        log.info(
+            "%s listening for SIP on %s:%d (started in %.1f s; database %s)",
+            s.node_name, s.sip.host, self.endpoint.port, time.monotonic() - t, _safe_url(s.database_url),
+        )
+
+    async def _warm_up(self, engine: DialogEngine, prompts: PromptCache, recognizer: Any, pool: Any) -> None:
+        """Renders the greeting and queue prompts and runs the recognizer once, so call one is not slow."""
+        items: list[tuple[str, str]] = []
+        for lang in ("en", "zh"):
+            conv = engine.new_conversation("warm-up", "")
+            if lang != conv.lang:
+                continue
+            items += [(a.text, a.lang) for a in conv.start() if isinstance(a, Say)]
+        for q in self.settings.queues:
+            items += [(text, lang) for lang, text in q.connect_prompt.items()]
+        await prompts.prerender(items)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(pool, recognizer.transcribe, b"\x00\x00" * 8000, 8000, "en")
+
+    async def _on_call(self, leg: CallLeg) -> None:
+        assert self.deps is not None
+        session = CallSession(leg, self.deps)
+        self.sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self.sessions.discard(session)
+
+    async def stop(self) -> None:
+        if self.endpoint is not None:
+            await self.endpoint.stop()
+        # Let sessions write their closing records.
+        deadline = time.monotonic() + 10
+        while self.sessions and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.deps is not None:
+            self.deps.db_pool.shutdown(wait=True)
+            self.deps.cpu_pool.shutdown(wait=False, cancel_futures=True)
+            self.deps.store.close()
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its password, for logs."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
