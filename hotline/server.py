@@ -29,7 +29,7 @@ class Hotline:
         self.bus = bus or EventBus()
         self.endpoint: SipEndpoint | None = None
         self.deps: SessionDeps | None = None
-        self.sessions: set[CallSession] = set()
+        self.sessions: dict[CallSession, asyncio.Task[object]] = {}
 
     @property
     def port(self) -> int:
@@ -104,19 +104,20 @@ class Hotline:
     async def _on_call(self, leg: CallLeg) -> None:
         assert self.deps is not None
         session = CallSession(leg, self.deps)
-        self.sessions.add(session)
+        task = asyncio.current_task()
+        assert task is not None
+        self.sessions[session] = task
         try:
             await session.run()
         finally:
-            self.sessions.discard(session)
+            self.sessions.pop(session, None)
 
     async def stop(self) -> None:
         if self.endpoint is not None:
             await self.endpoint.stop()
         # Let sessions write their closing records.
-        deadline = time.monotonic() + 10
-        while self.sessions and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        if self.sessions:
+            await asyncio.wait(list(self.sessions.values()), timeout=10)
         if self.deps is not None:
             self.deps.db_pool.shutdown(wait=True)
             self.deps.cpu_pool.shutdown(wait=False, cancel_futures=True)

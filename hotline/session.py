@@ -335,9 +335,8 @@ class CallSession:
         except Exception:
             log.exception("call %s: recognition failed; treated as not understood", self.call_id)
             tr = Transcript("", 0.0, self._lang)
-        log.info(
-            "call %s: recognised %r (%.2f) in %.0f ms", self.call_id, tr.text, tr.confidence, (time.monotonic() - t) * 1e3
-        )
+        took_ms = (time.monotonic() - t) * 1e3
+        log.info("call %s: recognised %r (%.2f) in %.0f ms", self.call_id, tr.text, tr.confidence, took_ms)
         self._inputs.put_nowait(_Heard(tr, start_s, end_s))
 
     # -- hand-off to a person --------------------------------------------------------------

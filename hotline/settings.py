@@ -136,7 +136,8 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(path, "(syntax)", str(getattr(exc, "problem", exc)), mark.line + 1 if mark else None) from None
+        line = mark.line + 1 if mark else None
+        raise ConfigError(path, "(syntax)", str(getattr(exc, "problem", exc)), line) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
