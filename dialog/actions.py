@@ -1,0 +1,53 @@
+"""What the dialog asks the call session to do next: small frozen dataclasses, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Say:
+    """Speak `text` in `lang`; `barge_in` lets the caller interrupt it."""
+
+    text: str
+    lang: str
+    barge_in: bool = True
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Wait for speech or up to `digits_max` keypad digits for `timeout_s` seconds."""
+
+    timeout_s: float
+    digits_max: int = 1
+
+
+@dataclass(frozen=True)
+class Understood:
+    """What the dialog understood this turn (for records and analytics); no audible effect."""
+
+    intent: str
+    confidence: float
+    slots: dict[str, str] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Hand the caller to a human queue; `context` is what the agent's screen shows."""
+
+    queue: str
+    reason: str
+    context: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class Hangup:
+    """End the call after what was said has been played."""
+
+    reason: str
+
+
+Action = Say | Listen | Understood | Transfer | Hangup
+# A turn always ends with one of these, so the session knows what to do next.
+FINAL_ACTIONS = (Listen, Transfer, Hangup)
