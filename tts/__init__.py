@@ -1,1 +1,23 @@
 """Speech synthesis: text normalisation, synthesizers behind one interface, prompt cache."""
+
+from tts.normalize import normalize
+from tts.prompt_cache import PromptCache
+from tts.synthesizer import (
+    SynthesisError,
+    Synthesizer,
+    SynthesizerUnavailable,
+    available_synthesizers,
+    create_synthesizer,
+    register_synthesizer,
+)
+
+__all__ = [
+    "PromptCache",
+    "SynthesisError",
+    "Synthesizer",
+    "SynthesizerUnavailable",
+    "available_synthesizers",
+    "create_synthesizer",
+    "normalize",
+    "register_synthesizer",
+]
