@@ -1,1 +1,19 @@
 """SIP/RTP edge: answer calls, media frames in and out, DTMF, dial out, bridge legs."""
+
+from .bridge import bridge
+from .endpoint import CallFailed, SipEndpoint
+from .leg import AudioFrame, CallLeg, DtmfDigit
+from .sip_message import ParseError
+from .testcaller import AgentPhone, TestCaller
+
+__all__ = [
+    "AgentPhone",
+    "AudioFrame",
+    "CallFailed",
+    "CallLeg",
+    "DtmfDigit",
+    "ParseError",
+    "SipEndpoint",
+    "TestCaller",
+    "bridge",
+]

@@ -1,0 +1,815 @@
+"""SipEndpoint: the SIP user agent (UAS and UAC) on one asyncio UDP socket, plus the media ticker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from .dtmf import parse_info_body
+from .leg import CallLeg, _RtpProtocol
+from .sdp import (
+    DEFAULT_TE_PT,
+    MediaDescription,
+    NoCommonCodec,
+    SdpError,
+    answer_direction,
+    build_sdp,
+    negotiate,
+    parse_sdp,
+)
+from .sip_message import (
+    ParseError,
+    SipMessage,
+    SipRequest,
+    SipResponse,
+    parse_message,
+    parse_name_addr,
+    parse_uri,
+    parse_via,
+)
+from .transaction import T1, T2, ClientTransaction, Retransmitter, TransactionTimeout, new_branch
+
+__all__ = ["CallFailed", "SipEndpoint"]
+
+log = logging.getLogger(__name__)
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+KNOWN_UNSUPPORTED = frozenset({"REGISTER", "SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "REFER", "UPDATE", "PRACK"})
+Addr = tuple[str, int]
+
+
+class CallFailed(Exception):
+    """dial() did not get an answered call: SIP status (408 for our own timeout) and reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+
+
+@dataclass
+class _ServerTx:
+    addr: Addr
+    last: bytes | None = None
+    final_status: int = 0
+    rtx: Retransmitter | None = None
+    task: asyncio.Task[None] | None = None
+    leg: CallLeg | None = None
+    request: SipRequest | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class _SipProtocol(asyncio.DatagramProtocol):
+    def __init__(self, ep: SipEndpoint) -> None:
+        self.ep = ep
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.ep._on_datagram(data, (addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("SIP socket error: %s", exc)
+
+
+def _primary_ip() -> str:
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: nothing is sent, it only picks the outgoing interface
+            return str(s.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+
+
+def _user_of(value: str) -> str:
+    try:
+        return parse_uri(parse_name_addr(value).uri).user
+    except ParseError:
+        return ""
+
+
+class SipEndpoint:
+    """A SIP user agent on UDP. See docs/TELEPHONY.md for behaviour and limits."""
+
+    def __init__(self, host: str, port: int, *, max_calls: int = 200, rtp_ports: tuple[int, int] = (20000, 40000),
+                 user_agent: str = "hotline", answer_delay: float = 0.0, rtp_timeout: float = 30.0,
+                 public_host: str | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.max_calls = max_calls
+        self.rtp_ports = rtp_ports
+        self.user_agent = user_agent
+        self.answer_delay = answer_delay  # seconds of 180 Ringing before 200 OK (0: answer at once)
+        self.rtp_timeout = rtp_timeout
+        self.on_call: Callable[[CallLeg], Awaitable[None]] | None = None
+        # the address put in Via/Contact/SDP: public_host, else the bound host, else (bound to 0.0.0.0)
+        # the address of the interface that routes outwards
+        self.advertised_host = public_host or (host if host not in ("0.0.0.0", "::", "") else _primary_ip())
+        self._transport: asyncio.DatagramTransport | None = None
+        self._legs: dict[str, CallLeg] = {}
+        self._dialing: dict[str, CallLeg] = {}  # UAC legs whose INVITE is still in progress
+        self._unacked: dict[str, CallLeg] = {}  # UAS legs whose 2xx has not been ACKed yet (may have ended)
+        self._media: dict[str, CallLeg] = {}
+        self._pending = 0
+        self._server_tx: dict[tuple[str, str], _ServerTx] = {}
+        self._client_tx: dict[tuple[str, str], ClientTransaction] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self._next_rtp = secrets.randbelow(max(1, (rtp_ports[1] - rtp_ports[0]) // 2))
+        self._now = 0.0
+        self._closing = False
+        self.stats = {"rx_datagrams": 0, "malformed": 0, "calls_in": 0, "calls_out": 0, "busy": 0}
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _SipProtocol(self),
+                                                           local_addr=(self.host, self.port))
+        self._transport = transport
+        self.port = transport.get_extra_info("sockname")[1]
+        self._now = loop.time()
+        self._ticker = asyncio.create_task(self._tick_loop(), name=f"sip-ticker-{self.port}")
+        log.info("SIP endpoint listening on udp %s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        """BYE every call, stop call tasks, close sockets."""
+        self._closing = True
+        for stx in list(self._server_tx.values()):  # calls still being answered: refuse them properly
+            if stx.task is not None and not stx.task.done() and not stx.final_status and stx.request is not None:
+                stx.task.cancel()
+                self._reply(stx, stx.request, 503, "Service Unavailable",
+                            to_tag=stx.leg.local_tag if stx.leg else secrets.token_hex(6))
+        legs = list(self._legs.values())
+        if legs:
+            await asyncio.gather(*(leg.hangup() for leg in legs), return_exceptions=True)
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for tx in list(self._client_tx.values()):
+            tx.stop()
+        for stx in self._server_tx.values():
+            if stx.rtx:
+                stx.rtx.stop()
+        for leg in list(self._unacked.values()):
+            if leg.ok_rtx is not None:
+                leg.ok_rtx.stop()
+        self._unacked.clear()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        log.info("SIP endpoint on port %d stopped", self.port)
+
+    @property
+    def calls(self) -> list[CallLeg]:
+        return list(self._legs.values())
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ------------------------------------------------------------------ media ticker
+    async def _tick_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        nxt = loop.time()
+        n = 0
+        while True:
+            nxt += 0.02
+            delay = nxt - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -0.2:
+                log.warning("media ticker on port %d fell %.0f ms behind; resynchronising", self.port, -delay * 1000)
+                nxt = loop.time()
+            self._now = loop.time()
+            for leg in tuple(self._media.values()):
+                try:
+                    leg._tick()
+                except Exception:
+                    log.exception("call %s: media tick failed", leg.call_id)
+            n += 1
+            if n % 50 == 0 and self.rtp_timeout > 0:
+                for leg in tuple(self._media.values()):
+                    if not leg.on_hold and self._now - leg.last_rx > self.rtp_timeout:
+                        log.warning("call %s: no RTP for %.0f s", leg.call_id, self.rtp_timeout)
+                        leg._end("rtp_timeout")
+                        self._spawn(self._send_bye(leg), f"bye-{leg.call_id}")
+
+    async def _open_rtp(self, leg: CallLeg) -> None:
+        loop = asyncio.get_running_loop()
+        lo, hi = self.rtp_ports
+        span = max(1, (hi - lo) // 2)
+        last: OSError | None = None
+        for _ in range(min(span, 500)):
+            port = lo + 2 * (self._next_rtp % span)
+            self._next_rtp += 1
+            try:
+                transport, _ = await loop.create_datagram_endpoint(lambda: _RtpProtocol(leg),
+                                                                   local_addr=(self.host, port))
+            except OSError as exc:
+                last = exc
+                continue
+            leg._transport = transport
+            leg.rtp_port = port
+            leg.last_rx = loop.time()
+            return
+        raise OSError(f"no free RTP port in {self.rtp_ports}: {last}")
+
+    def _forget(self, leg: CallLeg) -> None:
+        self._media.pop(leg.call_id, None)
+        if self._legs.get(leg.call_id) is leg:
+            del self._legs[leg.call_id]
+
+    # ------------------------------------------------------------------ datagrams
+    def _send(self, data: bytes, addr: Addr) -> None:
+        if self._transport is not None:
+            self._transport.sendto(data, addr)
+
+    def _on_datagram(self, data: bytes, addr: Addr) -> None:
+        self.stats["rx_datagrams"] += 1
+        if not data.strip(b"\r\n\x00 "):
+            return  # keep-alive
+        try:
+            msg = parse_message(data)
+        except ParseError as exc:
+            self.stats["malformed"] += 1
+            part = exc.partial
+            cid = part.call_id if part is not None else "-"
+            log.warning("call %s: malformed SIP from %s:%d: %s", cid or "-", addr[0], addr[1], exc)
+            if isinstance(part, SipRequest) and part.method != "ACK" and part.get("Via"):
+                try:
+                    self._send(self._response(part, 400, f"Bad Request ({str(exc)[:80]})").to_bytes(), addr)
+                except Exception:
+                    log.debug("call %s: could not form a 400", cid, exc_info=True)
+            return
+        except Exception:
+            self.stats["malformed"] += 1
+            log.exception("unexpected error parsing a datagram from %s:%d", *addr)
+            return
+        try:
+            if isinstance(msg, SipRequest):
+                self._on_request(msg, addr)
+            else:
+                self._on_response(msg, addr)
+        except ParseError as exc:
+            log.warning("call %s: bad %s from %s:%d: %s", msg.call_id, _kind(msg), addr[0], addr[1], exc)
+            if isinstance(msg, SipRequest) and msg.method != "ACK":
+                self._send(self._response(msg, 400, "Bad Request").to_bytes(), addr)
+        except Exception:
+            log.exception("call %s: error handling %s from %s:%d", msg.call_id, _kind(msg), addr[0], addr[1])
+            if isinstance(msg, SipRequest) and msg.method != "ACK":
+                with contextlib.suppress(Exception):
+                    self._send(self._response(msg, 500, "Server Internal Error").to_bytes(), addr)
+
+    # ------------------------------------------------------------------ responses we send
+    def _response(self, req: SipMessage, status: int, reason: str, *, to_tag: str | None = None,
+                  body: bytes = b"", content_type: str | None = None, contact: bool = False,
+                  extra: tuple[tuple[str, str], ...] = ()) -> SipResponse:
+        resp = SipResponse(status=status, reason=reason)
+        for v in req.get_all("Via"):
+            resp.add("Via", v)
+        resp.add("From", req.get("From") or "")
+        to = req.get("To") or ""
+        if to_tag and ";tag=" not in to.lower().replace(" ", ""):
+            to = f"{to};tag={to_tag}"
+        resp.add("To", to)
+        resp.add("Call-ID", req.call_id)
+        resp.add("CSeq", req.get("CSeq") or "")
+        if isinstance(req, SipRequest) and req.method == "INVITE" and 100 < status < 300:
+            for rr in req.get_all("Record-Route"):
+                resp.add("Record-Route", rr)
+        if contact:
+            resp.add("Contact", f"<sip:{self.advertised_host}:{self.port}>")
+        resp.add("Server", self.user_agent)
+        for k, v in extra:
+            resp.add(k, v)
+        if content_type:
+            resp.add("Content-Type", content_type)
+        resp.body = body
+        return resp
+
+    def _reply(self, tx: _ServerTx, req: SipRequest, status: int, reason: str, **kw: object) -> SipResponse:
+        resp = self._response(req, status, reason, **kw)  # type: ignore[arg-type]
+        data = resp.to_bytes()
+        tx.last = data
+        if status >= 200:
+            tx.final_status = status
+        if req.method == "INVITE" and status >= 300:
+            # timer G: retransmit the non-2xx final until the ACK comes
+            tx.rtx = Retransmitter(self._send, data, tx.addr, on_timeout=lambda: None)
+        else:
+            self._send(data, tx.addr)
+        return resp
+
+    # ------------------------------------------------------------------ requests
+    def _tx_key(self, req: SipRequest) -> tuple[str, str]:
+        via = parse_via(req.get_all("Via")[0])
+        method = "INVITE" if req.method == "ACK" else req.method
+        branch = via.branch
+        if not branch.startswith("z9hG4bK"):
+            branch = f"{req.call_id}|{req.cseq[0]}|{via.host}:{via.port}|{branch}"
+        return branch, method
+
+    def _on_request(self, req: SipRequest, addr: Addr) -> None:
+        key = self._tx_key(req)
+        if req.method == "ACK":
+            stx = self._server_tx.get(key)
+            if stx is not None and stx.final_status >= 300:
+                if stx.rtx is not None:
+                    stx.rtx.stop()
+                return
+            leg = self._legs.get(req.call_id) or self._unacked.get(req.call_id)
+            if leg is not None:
+                self._on_ack(leg, req)
+            return
+        old = self._server_tx.get(key)
+        if old is not None:  # retransmission: repeat the last response
+            if old.last is not None:
+                self._send(old.last, addr)
+            return
+        tx = _ServerTx(addr, request=req)
+        self._server_tx[key] = tx
+        asyncio.get_running_loop().call_later(64 * T1 + 5, self._server_tx.pop, key, None)
+        # the headers every request needs must be well formed
+        parse_name_addr(req.get("From") or "")
+        parse_name_addr(req.get("To") or "")
+        if req.method not in ("INVITE", "CANCEL", "BYE") and req.get("Require"):
+            self._reply(tx, req, 420, "Bad Extension", extra=(("Unsupported", req.get("Require") or ""),))
+            return
+        handler = {
+            "INVITE": self._on_invite, "BYE": self._on_bye, "CANCEL": self._on_cancel,
+            "OPTIONS": self._on_options, "INFO": self._on_info,
+        }.get(req.method)
+        if handler is not None:
+            handler(tx, req, key)
+        elif req.method in KNOWN_UNSUPPORTED:
+            self._reply(tx, req, 405, "Method Not Allowed", extra=(("Allow", ALLOW),))
+        else:
+            self._reply(tx, req, 501, "Not Implemented", extra=(("Allow", ALLOW),))
+
+    def _on_options(self, tx: _ServerTx, req: SipRequest, key: tuple[str, str]) -> None:
+        self._reply(tx, req, 200, "OK", to_tag=secrets.token_hex(6), contact=True,
+                    extra=(("Allow", ALLOW), ("Accept", "application/sdp")))
+
+    def _on_bye(self, tx: _ServerTx, req: SipRequest, key: tuple[str, str]) -> None:
+        leg = self._legs.get(req.call_id)
+        early = self._dialing.get(req.call_id)
+        if leg is None and early is not None and parse_name_addr(req.get("To") or "").tag == early.local_tag:
+            # the callee hung up right after its 200 OK, before dial() finished processing it
+            log.info("call %s: BYE right after the 200 OK", req.call_id)
+            self._reply(tx, req, 200, "OK")
+            early.early_bye = True
+            return
+        if leg is None or not self._in_dialog(leg, req):
+            self._reply(tx, req, 481, "Call/Transaction Does Not Exist")
+            return
+        log.info("call %s: BYE from %s:%d", leg.call_id, *tx.addr)
+        self._reply(tx, req, 200, "OK")
+        leg._end("remote_bye")
+
+    def _in_dialog(self, leg: CallLeg, req: SipRequest) -> bool:
+        to_tag = parse_name_addr(req.get("To") or "").tag
+        from_tag = parse_name_addr(req.get("From") or "").tag
+        if to_tag != leg.local_tag:
+            return False
+        return not (leg.remote_tag and from_tag and from_tag != leg.remote_tag)
+
+    def _on_info(self, tx: _ServerTx, req: SipRequest, key: tuple[str, str]) -> None:
+        leg = self._legs.get(req.call_id)
+        if leg is None or not self._in_dialog(leg, req):
+            self._reply(tx, req, 481, "Call/Transaction Does Not Exist")
+            return
+        ctype = req.get("Content-Type") or ""
+        digit = parse_info_body(ctype, req.body) if req.body else None
+        if digit is None and ctype.split(";")[0].strip().lower() in ("application/dtmf-relay", "application/dtmf"):
+            log.warning("call %s: INFO with an unreadable DTMF body %r", leg.call_id, req.body[:60])
+            self._reply(tx, req, 400, "Bad DTMF Body")
+            return
+        self._reply(tx, req, 200, "OK")
+        if digit is not None:
+            leg._push_dtmf(digit, "info")
+
+    def _on_cancel(self, tx: _ServerTx, req: SipRequest, key: tuple[str, str]) -> None:
+        inv = self._server_tx.get((key[0], "INVITE"))
+        if inv is None or inv.request is None:
+            self._reply(tx, req, 481, "Call/Transaction Does Not Exist")
+            return
+        self._reply(tx, req, 200, "OK")
+        if inv.final_status:
+            return  # already answered: CANCEL has no effect
+        log.info("call %s: CANCEL before answer", req.call_id)
+        if inv.task is not None:
+            inv.task.cancel()
+        leg = inv.leg
+        self._reply(inv, inv.request, 487, "Request Terminated", to_tag=leg.local_tag if leg else secrets.token_hex(6))
+        if leg is not None:
+            leg._end("cancelled")
+
+    def _on_ack(self, leg: CallLeg, req: SipRequest) -> None:
+        if leg.ok_rtx is not None:
+            leg.ok_rtx.stop()
+            leg.ok_rtx = None
+        leg.acked.set()
+        self._unacked.pop(leg.call_id, None)
+        if leg.ended.is_set():
+            return
+        if leg.remote_rtp is None and not req.body:
+            log.warning("call %s: late offer but no SDP answer in the ACK; hanging up", leg.call_id)
+            leg._end("bad_sdp")
+            self._spawn(self._send_bye(leg), f"bye-{leg.call_id}")
+            return
+        if req.body and leg.remote_rtp is None:  # late offer: the answer comes in the ACK
+            try:
+                md = parse_sdp(req.body)
+                neg = negotiate(md)
+            except SdpError as exc:
+                log.warning("call %s: bad SDP answer in ACK: %s; hanging up", leg.call_id, exc)
+                leg._end("bad_sdp")
+                self._spawn(self._send_bye(leg), f"bye-{leg.call_id}")
+                return
+            leg._set_media(neg.codec, neg.payload_type, neg.telephone_event_pt, (md.address, md.port))
+            self._media[leg.call_id] = leg
+
+    def _on_invite(self, tx: _ServerTx, req: SipRequest, key: tuple[str, str]) -> None:
+        to_tag = parse_name_addr(req.get("To") or "").tag
+        if to_tag:
+            self._on_reinvite(tx, req)
+            return
+        if req.get("Require"):
+            self._reply(tx, req, 420, "Bad Extension", extra=(("Unsupported", req.get("Require") or ""),))
+            return
+        if self._closing:
+            self._reply(tx, req, 503, "Service Unavailable")
+            return
+        if self.on_call is None:
+            self._reply(tx, req, 480, "Temporarily Unavailable")
+            return
+        if len(self._legs) + self._pending >= self.max_calls:
+            self.stats["busy"] += 1
+            log.warning("call %s: over max_calls=%d; 486", req.call_id, self.max_calls)
+            self._reply(tx, req, 486, "Busy Here")
+            return
+        if req.call_id in self._legs:
+            self._reply(tx, req, 482, "Loop Detected")
+            return
+        contacts = req.get_all("Contact")
+        if not contacts:
+            self._reply(tx, req, 400, "Missing Contact")
+            return
+        offer = None
+        if req.body:
+            try:
+                offer = parse_sdp(req.body)
+                negotiate(offer)
+            except NoCommonCodec as exc:
+                log.warning("call %s: %s", req.call_id, exc)
+                self._reply(tx, req, 488, "Not Acceptable Here", extra=(("Warning", '304 hotline "no common codec"'),))
+                return
+            except SdpError as exc:
+                log.warning("call %s: bad SDP: %s", req.call_id, exc)
+                self._reply(tx, req, 400, "Bad SDP")
+                return
+        self._reply(tx, req, 100, "Trying")
+        leg = CallLeg(self, call_id=req.call_id, caller=_user_of(req.get("From") or ""),
+                      called=parse_uri(req.uri).user, is_uas=True)
+        frm = parse_name_addr(req.get("From") or "")
+        leg.remote_tag = frm.tag or ""
+        to = req.get("To") or ""
+        leg.local_header = f"{to};tag={leg.local_tag}"
+        leg.remote_header = req.get("From") or ""
+        leg.remote_target = parse_name_addr(contacts[0]).uri
+        leg.route_set = req.get_all("Record-Route")
+        leg.remote_cseq = req.cseq[0]
+        tx.leg = leg
+        self._pending += 1
+        tx.task = self._spawn(self._answer(tx, req, leg, offer), f"answer-{req.call_id}")
+
+    async def _answer(self, tx: _ServerTx, req: SipRequest, leg: CallLeg, offer: MediaDescription | None) -> None:
+        registered = False
+        try:
+            leg.peer_addr = await self._dialog_dest(leg, fallback=tx.addr)
+            await self._open_rtp(leg)
+            self._legs[leg.call_id] = leg
+            registered = True
+            self._pending -= 1
+            if self.answer_delay > 0:
+                self._reply(tx, req, 180, "Ringing", to_tag=leg.local_tag, contact=True)
+                await asyncio.sleep(self.answer_delay)
+            if offer is not None:
+                md = parse_sdp(req.body)
+                neg = negotiate(md)
+                leg._set_media(neg.codec, neg.payload_type, neg.telephone_event_pt, (md.address, md.port))
+                body = build_sdp(self.advertised_host, leg.rtp_port, session_id=leg.sdp_session_id,
+                                 codecs=[(neg.codec, neg.payload_type)], telephone_event_pt=neg.telephone_event_pt,
+                                 direction=answer_direction(md.direction), user=self.user_agent)
+            else:
+                body = build_sdp(self.advertised_host, leg.rtp_port, session_id=leg.sdp_session_id,
+                                 user=self.user_agent)
+            ok = self._response(req, 200, "OK", to_tag=leg.local_tag, contact=True, body=body,
+                                content_type="application/sdp", extra=(("Allow", ALLOW),))
+            data = ok.to_bytes()
+            tx.last = data
+            tx.final_status = 200
+            leg.ok_rtx = Retransmitter(self._send, data, tx.addr, on_timeout=lambda: self._no_ack(leg))
+            self._unacked[leg.call_id] = leg
+            if offer is not None:
+                self._media[leg.call_id] = leg
+            self.stats["calls_in"] += 1
+            log.info("call %s: answered %s -> %s, %s, RTP %d -> %s", leg.call_id, leg.caller, leg.called, leg.codec,
+                     leg.rtp_port, leg.remote_rtp)
+        except asyncio.CancelledError:
+            if not registered:
+                self._pending -= 1
+            leg._end("cancelled")
+            raise
+        except Exception:
+            if not registered:
+                self._pending -= 1
+            log.exception("call %s: could not answer", leg.call_id)
+            if not tx.final_status:
+                self._reply(tx, req, 500, "Server Internal Error", to_tag=leg.local_tag)
+            leg._end("error")
+            return
+        tx.task = None
+        self._spawn(self._run_call(leg), f"call-{leg.call_id}")
+
+    def _no_ack(self, leg: CallLeg) -> None:
+        leg.ok_rtx = None
+        leg.acked.set()  # timer H: stop waiting for it
+        self._unacked.pop(leg.call_id, None)
+        if leg.ended.is_set():
+            return
+        log.warning("call %s: no ACK for our 200 OK; hanging up", leg.call_id)
+        leg._end("no_ack")
+        self._spawn(self._send_bye(leg), f"bye-{leg.call_id}")
+
+    async def _run_call(self, leg: CallLeg) -> None:
+        assert self.on_call is not None
+        try:
+            await self.on_call(leg)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("call %s: on_call raised", leg.call_id)
+        finally:
+            if not leg.ended.is_set():
+                await leg.hangup()
+
+    def _on_reinvite(self, tx: _ServerTx, req: SipRequest) -> None:
+        leg = self._legs.get(req.call_id)
+        if leg is None or not self._in_dialog(leg, req):
+            self._reply(tx, req, 481, "Call/Transaction Does Not Exist")
+            return
+        body = b""
+        if req.body:
+            try:
+                md = parse_sdp(req.body)
+            except SdpError as exc:
+                log.warning("call %s: bad SDP in re-INVITE: %s", leg.call_id, exc)
+                self._reply(tx, req, 400, "Bad SDP")
+                return
+            pt = md.codec_pt(leg.codec)
+            if pt is None:
+                self._reply(tx, req, 488, "Not Acceptable Here")
+                return
+            hold = md.direction in ("sendonly", "inactive") or md.address in ("0.0.0.0", "::")
+            leg.on_hold = hold
+            log.info("call %s: re-INVITE (%s)", leg.call_id, "hold" if hold else "resume/refresh")
+            if not hold:
+                leg._set_media(leg.codec, pt, md.telephone_event_pt or leg.te_pt, (md.address, md.port))
+            leg.sdp_version += 1
+            body = build_sdp(self.advertised_host, leg.rtp_port, session_id=leg.sdp_session_id,
+                             version=leg.sdp_version, codecs=[(leg.codec, leg.payload_type)],
+                             telephone_event_pt=leg.te_pt, direction=answer_direction(md.direction),
+                             user=self.user_agent)
+        contacts = req.get_all("Contact")
+        if contacts:
+            leg.remote_target = parse_name_addr(contacts[0]).uri
+        ok = self._response(req, 200, "OK", to_tag=leg.local_tag, contact=True, body=body,
+                            content_type="application/sdp" if body else None)
+        data = ok.to_bytes()
+        tx.last = data
+        tx.final_status = 200
+        if leg.ok_rtx is not None:
+            leg.ok_rtx.stop()
+        leg.ok_rtx = Retransmitter(self._send, data, tx.addr, on_timeout=lambda: setattr(leg, "ok_rtx", None))
+
+    # ------------------------------------------------------------------ responses we receive
+    def _on_response(self, resp: SipResponse, addr: Addr) -> None:
+        via = parse_via(resp.get_all("Via")[0])
+        _num, method = resp.cseq
+        tx = self._client_tx.get((via.branch, method))
+        if method == "INVITE" and 200 <= resp.status < 300 and (tx is None or tx.done):
+            leg = self._legs.get(resp.call_id)
+            if leg is not None and leg.ack_bytes is not None:
+                self._send(leg.ack_bytes, leg.peer_addr)  # retransmitted 2xx: ACK again
+            return
+        if tx is None:
+            log.debug("call %s: stray %d response for %s", resp.call_id, resp.status, method)
+            return
+        tx.receive(resp)
+
+    # ------------------------------------------------------------------ client requests
+    def _start_client_tx(self, req: SipRequest, addr: Addr, on_provisional: Callable[[SipResponse], None] | None = None
+                         ) -> ClientTransaction:
+        tx = ClientTransaction(self._send, req, addr, on_provisional)
+        key = tx.key
+        self._client_tx[key] = tx
+        linger = 64 * T1 if req.method == "INVITE" else T2 + 1
+
+        def done(fut: asyncio.Future[SipResponse]) -> None:
+            if not fut.cancelled():
+                fut.exception()
+            asyncio.get_running_loop().call_later(linger, self._client_tx.pop, key, None)
+
+        tx._final.add_done_callback(done)
+        return tx
+
+    async def _send_bye(self, leg: CallLeg) -> None:
+        if self._transport is None:
+            return
+        if not leg.acked.is_set():
+            # RFC 3261 15: no BYE before the ACK for our 2xx (it normally follows within milliseconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(leg.acked.wait(), 2.0 if self._closing else 32.0)
+            if self._transport is None:
+                return
+        req = leg._make_request("BYE")
+        log.info("call %s: sending BYE to %s:%d", leg.call_id, *leg.peer_addr)
+        tx = self._start_client_tx(req, leg.peer_addr)
+        try:
+            resp = await asyncio.wait_for(asyncio.shield(tx.final()), 2.0 if self._closing else 4.0)
+            log.info("call %s: BYE answered %d", leg.call_id, resp.status)
+        except (TimeoutError, TransactionTimeout, asyncio.CancelledError):
+            log.info("call %s: BYE not answered (yet)", leg.call_id)
+
+    def _send_info_dtmf(self, leg: CallLeg, digit: str) -> None:
+        req = leg._make_request("INFO")
+        req.add("Content-Type", "application/dtmf-relay")
+        req.body = f"Signal={digit}\r\nDuration=160\r\n".encode()
+        log.info("call %s: sending DTMF %s (SIP INFO)", leg.call_id, digit)
+        self._start_client_tx(req, leg.peer_addr)
+
+    async def _resolve(self, host: str, port: int) -> Addr:
+        try:
+            ipaddress.ip_address(host)
+            return host, port
+        except ValueError:
+            pass
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, family=socket.AF_INET,
+                                                             type=socket.SOCK_DGRAM)
+        if not infos:
+            raise OSError(f"cannot resolve {host}")
+        return str(infos[0][4][0]), port
+
+    async def _dialog_dest(self, leg: CallLeg, fallback: Addr | None = None) -> Addr:
+        try:
+            uri = parse_uri(parse_name_addr(leg.route_set[0]).uri if leg.route_set else leg.remote_target)
+            if uri.host:
+                return await self._resolve(uri.host, uri.port or 5060)
+        except (ParseError, OSError) as exc:
+            log.warning("call %s: cannot use the remote target (%s)", leg.call_id, exc)
+        if fallback is None:
+            raise OSError("no destination for in-dialog requests")
+        return fallback
+
+    async def dial(self, uri: str, *, from_user: str = "hotline", timeout: float = 30.0) -> CallLeg:
+        """Place a call (UAC). Returns the answered CallLeg or raises CallFailed."""
+        if self._transport is None:
+            raise CallFailed(503, "endpoint not started")
+        try:
+            target = parse_uri(uri)
+        except ParseError as exc:
+            raise CallFailed(400, f"bad URI: {exc}") from exc
+        if len(self._legs) + self._pending >= self.max_calls:
+            raise CallFailed(503, "endpoint at max_calls")
+        dest = await self._resolve(target.host, target.port or 5060)
+        call_id = f"{secrets.token_hex(12)}@{self.advertised_host}"
+        leg = CallLeg(self, call_id=call_id, caller=from_user, called=target.user, is_uas=False)
+        me = f"sip:{from_user}@{self.advertised_host}:{self.port}"
+        leg.local_header = f"<{me}>;tag={leg.local_tag}"
+        self._pending += 1
+        self._dialing[call_id] = leg
+        try:
+            await self._open_rtp(leg)
+            req = SipRequest(method="INVITE", uri=uri if uri.startswith("sip") else str(target))
+            req.add("Via", f"SIP/2.0/UDP {self.advertised_host}:{self.port};branch={new_branch()};rport")
+            req.add("Max-Forwards", "70")
+            req.add("From", leg.local_header)
+            req.add("To", f"<{req.uri}>")
+            req.add("Call-ID", call_id)
+            req.add("CSeq", "1 INVITE")
+            req.add("Contact", f"<{me}>")
+            req.add("Allow", ALLOW)
+            req.add("User-Agent", self.user_agent)
+            req.add("Content-Type", "application/sdp")
+            req.body = build_sdp(self.advertised_host, leg.rtp_port, session_id=leg.sdp_session_id,
+                                 user=self.user_agent)
+            log.info("call %s: dialling %s from %s", call_id, uri, from_user)
+            tx = self._start_client_tx(req, dest)
+            try:
+                resp = await asyncio.wait_for(asyncio.shield(tx.final()), timeout)
+            except TransactionTimeout as exc:
+                raise CallFailed(408, "Request Timeout (no response)") from exc
+            except (TimeoutError, asyncio.CancelledError) as exc:
+                resp2 = await self._cancel(tx, req, dest, call_id)
+                if resp2 is not None and 200 <= resp2.status < 300:
+                    await self._accept_2xx(leg, req, resp2, dest)
+                    await leg.hangup()
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                raise CallFailed(408, f"no answer within {timeout:.0f} s") from exc
+            if resp.status >= 300:
+                log.info("call %s: dial failed %d %s", call_id, resp.status, resp.reason)
+                raise CallFailed(resp.status, resp.reason)
+            await self._accept_2xx(leg, req, resp, dest)
+            if leg.early_bye:
+                leg._end("remote_bye")
+            elif leg.ended.is_set():
+                raise CallFailed(488, f"unusable SDP answer ({leg.end_reason})")
+            self.stats["calls_out"] += 1
+            return leg
+        except BaseException:
+            if not leg.ended.is_set():
+                leg._end("dial_failed")
+            raise
+        finally:
+            self._pending -= 1
+            self._dialing.pop(call_id, None)
+
+    async def _accept_2xx(self, leg: CallLeg, req: SipRequest, resp: SipResponse, dest: Addr) -> None:
+        to = resp.get("To") or ""
+        leg.remote_header = to
+        leg.remote_tag = parse_name_addr(to).tag or ""
+        contacts = resp.get_all("Contact")
+        leg.remote_target = parse_name_addr(contacts[0]).uri if contacts else req.uri
+        leg.route_set = list(reversed(resp.get_all("Record-Route")))
+        leg.peer_addr = await self._dialog_dest(leg, fallback=dest)
+        ack = leg._make_request("ACK")
+        ack.set("CSeq", f"{req.cseq[0]} ACK")
+        leg.ack_bytes = ack.to_bytes()
+        leg.acked.set()
+        self._legs[leg.call_id] = leg
+        self._send(leg.ack_bytes, leg.peer_addr)
+        try:
+            md = parse_sdp(resp.body)
+            pt = None
+            codec = ""
+            for c in ("PCMU", "PCMA"):
+                p = md.codec_pt(c)
+                if p is not None and (pt is None or md.payload_types.index(p) < md.payload_types.index(pt)):
+                    pt, codec = p, c
+            if pt is None:
+                raise NoCommonCodec(f"answer has no G.711: {md.payload_types}")
+        except SdpError as exc:
+            log.warning("call %s: unusable SDP answer: %s; hanging up", leg.call_id, exc)
+            leg._end("bad_sdp")
+            await self._send_bye(leg)
+            return
+        leg._set_media(codec, pt, md.telephone_event_pt, (md.address, md.port))
+        leg.te_pt_rx = DEFAULT_TE_PT if md.telephone_event_pt is not None else None
+        leg.on_hold = md.direction in ("sendonly", "inactive")
+        self._media[leg.call_id] = leg
+        log.info("call %s: answered by %s, %s, RTP %d -> %s", leg.call_id, leg.remote_target, codec, leg.rtp_port,
+                 leg.remote_rtp)
+
+    async def _cancel(self, tx: ClientTransaction, req: SipRequest, dest: Addr, call_id: str) -> SipResponse | None:
+        if tx.done:
+            return tx.final_response
+        if tx.provisional is None:
+            log.info("call %s: no response at all; giving up without CANCEL", call_id)
+            tx.stop()
+            return None
+        cancel = SipRequest(method="CANCEL", uri=req.uri)
+        cancel.add("Via", req.get_all("Via")[0])
+        for r in req.get_all("Route"):
+            cancel.add("Route", r)
+        cancel.add("Max-Forwards", "70")
+        cancel.add("From", req.get("From") or "")
+        cancel.add("To", req.get("To") or "")
+        cancel.add("Call-ID", call_id)
+        cancel.add("CSeq", f"{req.cseq[0]} CANCEL")
+        cancel.add("User-Agent", self.user_agent)
+        log.info("call %s: sending CANCEL", call_id)
+        self._start_client_tx(cancel, dest)
+        try:
+            return await asyncio.wait_for(asyncio.shield(tx.final()), 5.0)
+        except (TimeoutError, TransactionTimeout):
+            tx.stop()
+            return None
+
+
+def _kind(msg: SipMessage) -> str:
+    return msg.method if isinstance(msg, SipRequest) else f"{msg.status} response"  # type: ignore[attr-defined]
