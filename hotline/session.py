@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,7 +87,6 @@ class _State:
     reason: str = ""
     barge_in: bool = True
     speaking: bool = False
-    history: list[dict[str, str]] = field(default_factory=list)
 
 
 class CallSession:
@@ -128,8 +127,6 @@ class CallSession:
     ) -> None:
         log.info("call %s: %s: %s", self.call_id, speaker, text)
         self.deps.bus.publish(TranscriptAdded(self.call_id, speaker, text, round(start_s, 2), confidence))
-        if speaker in ("caller", "system"):
-            self._state.history.append({"speaker": speaker, "text": text})
         await self._db(
             self.deps.store.add_line,
             self.call_id,
@@ -225,11 +222,11 @@ class CallSession:
             actions = follow_up
 
     async def _say(self, action: Say) -> None:
-        start = self._now()
         pcm = await self.deps.prompts.render(action.text, action.lang)
         self._state.barge_in = action.barge_in
         if self.leg.ended.is_set():
             raise _CallGone
+        start = self._now() + self.leg.queued_ms / 1000  # it plays after what is already queued
         self.leg.send_audio(pcm)
         await self._line("system", action.text, start, start + len(pcm) / 16000)
 
@@ -365,6 +362,10 @@ class CallSession:
             agent = await self._wait_for_agent(queue, qs, remaining)
             if agent is None:
                 continue
+            connect = _fill(qs.connect_prompt, self._lang)
+            if connect:
+                await self._say(Say(connect, self._lang, False))
+                await self._finish_playing(10)
             try:
                 agent_leg = await deps.dial(agent.uri, from_user=leg.caller or "hotline", timeout=qs.ring_timeout_s)
             except CallFailed as exc:
@@ -377,7 +378,7 @@ class CallSession:
                 await agent_leg.hangup()
                 queue.release(agent)
                 raise _CallGone
-            await self._bridge_agent(queue, agent.name, agent_leg, action, qs)
+            await self._bridge_agent(queue, agent.name, agent_leg, action)
             queue.release(agent)
             return
         raise _CallGone
@@ -406,26 +407,19 @@ class CallSession:
             if not acquire.done():
                 acquire.cancel()
 
-    async def _bridge_agent(
-        self, queue: Queue, agent_name: str, agent_leg: CallLeg, action: Transfer, qs: QueueSettings
-    ) -> None:
+    async def _bridge_agent(self, queue: Queue, agent_name: str, agent_leg: CallLeg, action: Transfer) -> None:
         deps, leg = self.deps, self.leg
         context = {
             **action.context,
             "call_id": self.call_id,
             "caller": leg.caller,
             "reason": action.reason,
-            "transcript": list(self._state.history),
         }
         deps.bus.publish(AgentAssigned(self.call_id, queue.name, agent_name, context))
         await self._db(
             deps.store.update_call, self.call_id, agent=agent_name, agent_answered_at=datetime.now(UTC)
         )
         leg.clear_audio()
-        connect = _fill(qs.connect_prompt, self._lang)
-        if connect:
-            await self._say(Say(connect, self._lang, False))
-            await self._finish_playing(10)
         await self._line("event", f"connected to agent {agent_name}", self._now())
         self._state.outcome, self._state.reason = "transferred", "agent_call_ended"
         try:

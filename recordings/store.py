@@ -38,6 +38,7 @@ class LineView:
 @dataclass(frozen=True)
 class CallView:
     id: str
+    sip_call_id: str
     caller: str
     called: str
     started_at: datetime
@@ -145,6 +146,7 @@ class CallStore:
                 return None
             return CallView(
                 id=c.id,
+                sip_call_id=c.sip_call_id,
                 caller=c.caller,
                 called=c.called,
                 started_at=c.started_at,
@@ -166,6 +168,13 @@ class CallStore:
             return [
                 LineView(r.seq, r.speaker, r.text, r.start_s, r.end_s, r.intent, r.confidence) for r in rows
             ]
+
+    def find_by_sip_call_id(self, sip_call_id: str) -> CallView | None:
+        with self._sessions() as db:
+            call_id = db.scalar(
+                select(Call.id).where(Call.sip_call_id == sip_call_id).order_by(Call.started_at.desc()).limit(1)
+            )
+        return self.get_call(call_id) if call_id else None
 
     def recent_calls(self, limit: int = 20) -> list[CallView]:
         with self._sessions() as db:
