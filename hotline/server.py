@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 from asr import Endpointer, create_recognizer
 from dialog import DialogEngine, Say, load_flow
@@ -63,9 +63,7 @@ class Hotline:
                 max_utterance_s=ep.max_utterance_s,
             )
 
-        self.endpoint = SipEndpoint(
-            s.sip.host, s.sip.port, max_calls=s.sip.max_calls, rtp_ports=(s.sip.rtp_port_min, s.sip.rtp_port_max)
-        )
+        self.endpoint = _sip_endpoint(s)
         self.deps = SessionDeps(
             settings=s,
             store=store,
@@ -122,6 +120,16 @@ class Hotline:
             self.deps.db_pool.shutdown(wait=True)
             self.deps.cpu_pool.shutdown(wait=False, cancel_futures=True)
             self.deps.store.close()
+
+
+def _sip_endpoint(s: Settings) -> SipEndpoint:
+    rtp_ports = (s.sip.rtp_port_min, s.sip.rtp_port_max)
+    if s.sip.backend == "pjsua2":
+        from telephony.pjsua2_backend import Pjsua2Endpoint
+
+        # Same public surface as SipEndpoint (duck-typed); see docs/PJSUA2.md.
+        return cast(SipEndpoint, Pjsua2Endpoint(s.sip.host, s.sip.port, max_calls=s.sip.max_calls, rtp_ports=rtp_ports))
+    return SipEndpoint(s.sip.host, s.sip.port, max_calls=s.sip.max_calls, rtp_ports=rtp_ports)
 
 
 def _safe_url(url: str) -> str:

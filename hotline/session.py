@@ -274,7 +274,7 @@ class CallSession:
                 self._state.speaking = True
                 if self.leg.playing and self._state.barge_in:
                     self.leg.clear_audio()
-                    log.info("call %s: caller barged in at %.2fs", self.call_id, item.at_s)
+                    await self._line("event", "caller barged in; prompt stopped", item.at_s)
                 continue
             if isinstance(item, _Key):
                 self.leg.clear_audio()
@@ -325,6 +325,11 @@ class CallSession:
     async def _recognize(self, utt: Utterance, start_s: float, end_s: float) -> None:
         loop = asyncio.get_running_loop()
         t = time.monotonic()
+        if self._lang not in self.deps.recognizer.languages:
+            # No model for this language (Mandarin needs a bank-supplied one): keys still work.
+            log.warning("call %s: no %s speech model (asr.model_path); speech ignored", self.call_id, self._lang)
+            self._inputs.put_nowait(_Heard(Transcript("", 0.0, self._lang), start_s, end_s))
+            return
         try:
             tr = await loop.run_in_executor(
                 self.deps.cpu_pool, self.deps.recognizer.transcribe, utt.pcm, utt.sample_rate, self._lang

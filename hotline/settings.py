@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(Exception):
@@ -24,11 +24,21 @@ class _Strict(BaseModel):
 
 
 class SipSettings(_Strict):
+    # asyncio: the project's own SIP stack (hundreds of calls); pjsua2: PJSIP's, for small sites (4 calls).
+    backend: Literal["asyncio", "pjsua2"] = "asyncio"
     host: str = "127.0.0.1"
     port: int = Field(5080, ge=0, le=65535)
     max_calls: int = Field(200, ge=1, le=10000)
     rtp_port_min: int = Field(20000, ge=1024, le=65535)
     rtp_port_max: int = Field(40000, ge=1024, le=65535)
+
+    @model_validator(mode="after")
+    def _backend_limits(self) -> SipSettings:
+        if self.rtp_port_min >= self.rtp_port_max:
+            raise ValueError("rtp_port_min must be below rtp_port_max")
+        if self.backend == "pjsua2" and self.max_calls > 4:
+            raise ValueError("the pjsua2 backend holds at most 4 calls (see docs/PJSUA2.md); set max_calls: 4")
+        return self
 
 
 class DatabaseSettings(_Strict):
