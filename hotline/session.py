@@ -164,7 +164,7 @@ class CallSession:
         except OSError:
             log.exception("call %s: recording unavailable; the call goes on without it", self.call_id)
 
-        reader = asyncio.ensure_future(self._read_media())
+        reader = asyncio.ensure_future(self._read_media(leg, self._inputs.put_nowait))
         try:
             self._conv = deps.engine.new_conversation(self.call_id, leg.caller)
             self._lang = self._conv.lang
@@ -292,43 +292,43 @@ class CallSession:
                 return conv.handle_text(text, item.transcript.confidence)
 
     # -- media -----------------------------------------------------------------------------
-    async def _read_media(self) -> None:
-        """Reads the caller's frames: endpointing on the 20 ms path, recognition off it."""
+    async def _read_media(self, leg: CallLeg, sink: Callable[[_Input], None], *, caller_side: bool = True) -> None:
+        """Reads one leg's frames: endpointing on the 20 ms path, recognition off it."""
         endpointer = self.deps.endpointer_factory()
         try:
             while True:
-                item = await self.leg.recv()
+                item = await leg.recv()
                 if item is None:
-                    self._inputs.put_nowait(_LegEnded())
+                    sink(_LegEnded())
                     return
                 if isinstance(item, DtmfDigit):
                     endpointer.reset()
-                    self._inputs.put_nowait(_Key(item.digit))
+                    sink(_Key(item.digit))
                     continue
                 if not isinstance(item, AudioFrame):
                     continue
-                if self.leg.playing and not self._state.barge_in:
+                if caller_side and leg.playing and not self._state.barge_in:
                     endpointer.reset()  # a prompt that must play in full: speech over it is not a turn
                     continue
                 for ev in endpointer.feed(item.pcm):
                     if isinstance(ev, SpeechStarted):
-                        self._inputs.put_nowait(_SpeechOnset(self._now()))
+                        sink(_SpeechOnset(self._now()))
                     elif isinstance(ev, Utterance):
                         end = self._now()
-                        self._spawn(self._recognize(ev, end - ev.duration_s, end))
+                        self._spawn(self._recognize(ev, end - ev.duration_s, end, sink))
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("call %s: media reader failed", self.call_id)
-            self._inputs.put_nowait(_LegEnded())
+            sink(_LegEnded())
 
-    async def _recognize(self, utt: Utterance, start_s: float, end_s: float) -> None:
+    async def _recognize(self, utt: Utterance, start_s: float, end_s: float, sink: Callable[[_Input], None]) -> None:
         loop = asyncio.get_running_loop()
         t = time.monotonic()
         if self._lang not in self.deps.recognizer.languages:
             # No model for this language (Mandarin needs a bank-supplied one): keys still work.
             log.warning("call %s: no %s speech model (asr.model_path); speech ignored", self.call_id, self._lang)
-            self._inputs.put_nowait(_Heard(Transcript("", 0.0, self._lang), start_s, end_s))
+            sink(_Heard(Transcript("", 0.0, self._lang), start_s, end_s))
             return
         try:
             tr = await loop.run_in_executor(
@@ -339,7 +339,7 @@ class CallSession:
             tr = Transcript("", 0.0, self._lang)
         took_ms = (time.monotonic() - t) * 1e3
         log.info("call %s: recognised %r (%.2f) in %.0f ms", self.call_id, tr.text, tr.confidence, took_ms)
-        self._inputs.put_nowait(_Heard(tr, start_s, end_s))
+        sink(_Heard(tr, start_s, end_s))
 
     # -- hand-off to a person --------------------------------------------------------------
     async def _transfer(self, action: Transfer) -> None:
@@ -355,9 +355,7 @@ class CallSession:
         if leg.ended.is_set():
             raise _CallGone
 
-        # The media reader stops here: while bridged, the bridge owns the caller's frames.
-        for task in list(self._tasks):
-            task.cancel()
+        # The caller's reader goes on while they wait: what they say on hold reaches the transcript.
         deadline = time.monotonic() + qs.max_wait_s
         while not leg.ended.is_set():
             remaining = deadline - time.monotonic()
@@ -412,6 +410,18 @@ class CallSession:
             if not acquire.done():
                 acquire.cancel()
 
+    async def _transcribe_bridged(self, speaker: str, inputs: asyncio.Queue[_Input]) -> None:
+        """Writes what one side says while caller and agent talk; keys and onsets are just noted."""
+        while True:
+            item = await inputs.get()
+            if isinstance(item, _LegEnded):
+                return
+            if isinstance(item, _Heard) and item.transcript.text.strip():
+                conf = round(item.transcript.confidence, 3)
+                await self._line(speaker, item.transcript.text.strip(), item.start_s, item.end_s, confidence=conf)
+            elif isinstance(item, _Key):
+                await self._line(speaker, f"[key {item.digit}]", self._now())
+
     async def _bridge_agent(self, queue: Queue, agent_name: str, agent_leg: CallLeg, action: Transfer) -> None:
         deps, leg = self.deps, self.leg
         context = {
@@ -427,9 +437,18 @@ class CallSession:
         leg.clear_audio()
         await self._line("event", f"connected to agent {agent_name}", self._now())
         self._state.outcome, self._state.reason = "transferred", "agent_call_ended"
+        # Both sides keep being transcribed while they talk: the caller's reader goes on, the agent gets one.
+        agent_inputs: asyncio.Queue[_Input] = asyncio.Queue()
+        writers = [
+            asyncio.ensure_future(self._transcribe_bridged("caller", self._inputs)),
+            asyncio.ensure_future(self._transcribe_bridged("agent", agent_inputs)),
+            asyncio.ensure_future(self._read_media(agent_leg, agent_inputs.put_nowait, caller_side=False)),
+        ]
         try:
             await bridge(leg, agent_leg)
         finally:
+            for w in writers:
+                w.cancel()
             if not agent_leg.ended.is_set():
                 await agent_leg.hangup()
             if leg.ended.is_set() and self._state.reason == "agent_call_ended":

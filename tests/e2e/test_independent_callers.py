@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from support.e2e_server import Server, start_server, stop_server, write_config
 
-from asr import read_wav, write_wav
+from asr import write_wav
 
 pytest.importorskip("pjsua2", reason="pjsua2-python is in the test extras; install with pip install -e .[test]")
 pytestmark = [pytest.mark.slow, pytest.mark.interop, pytest.mark.timeout(180)]
@@ -50,8 +50,9 @@ def test_pjsua2_caller_barges_in_with_a_question_and_hears_the_answer(
         capture_output=True, text=True, timeout=60,
     )
     assert "STATE CONFIRMED" in proc.stdout, proc.stdout + proc.stderr
-    heard, rate = read_wav(tmp_path / "heard.wav")
-    text = ear.transcribe(heard, rate, "en").text.lower()
+    # pjsua2's recorder leaves the RIFF sizes at 0 when the process exits: PCM16 8 kHz after the 44-byte header.
+    heard = (tmp_path / "heard.wav").read_bytes()[44:]
+    text = ear.transcribe(heard[: len(heard) // 2 * 2], 8000, "en").text.lower()
     assert "monday" in text and "friday" in text, text
     call = server.store.recent_calls(1)[0]
     lines = server.store.get_transcript(call.id)
