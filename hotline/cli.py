@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hotline")
 
+# Errors that mean "the set-up is wrong", raised by the stages while the server starts. Matched by name
+# so that `hotline --help` does not have to import every stage.
+_START_UP_ERRORS = {"FlowConfigError", "RecognizerUnavailable", "SynthesizerUnavailable", "Pjsua2Unavailable"}
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
@@ -30,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"hotline: configuration error: {exc}", file=sys.stderr)
         print("hotline: fix the file and start again; nothing was started.", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if type(exc).__name__ not in _START_UP_ERRORS:
+            raise
+        # A flow file, a speech model or a SIP port that is not usable: say which, start nothing.
+        print(f"hotline: cannot start: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -85,3 +85,22 @@ def test_cli_refuses_to_start_on_bad_config(tmp_path: Path, capsys: pytest.Captu
 def test_database_url_from_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOTLINE_DATABASE_URL", "sqlite:////tmp/x.db")
     assert load_settings(DEFAULT_CONFIG).database_url == "sqlite:////tmp/x.db"
+
+
+def test_serve_refuses_a_broken_flow_naming_file_and_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        "version: 1\nname: x\nlanguages:\n  offered: [en]\n  default: en\nintents:\n  agent:\n    exampels: []\n"
+    )
+    p = write(tmp_path, f"dialog:\n  flow: {flow}\nsip:\n  port: 0\ndata_dir: {tmp_path / 'var'}\n")
+    assert main(["--config", str(p), "serve"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot start" in err and str(flow) in err and "intents.agent" in err
+
+
+def test_serve_refuses_an_unknown_speech_backend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = DEFAULT_CONFIG.parent / "flows" / "bank.yaml"
+    p = write(tmp_path, f"dialog:\n  flow: {flow}\nasr:\n  backend: nosuch\ndata_dir: {tmp_path / 'var'}\n")
+    assert main(["--config", str(p), "serve"]) == 2
+    err = capsys.readouterr().err
+    assert "asr.backend" in err and "whisper" in err
