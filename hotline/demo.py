@@ -151,10 +151,10 @@ async def _script(caller: Any, leg: Any, synth: Any, ear: Any, agent: Any, print
         leg.send_audio(pcm)
         await leg.wait_played()
 
-    def check(name: str, text: str, *words: str) -> None:
+    def check(name: str, text: str, *words: str, who: str = "caller") -> None:
         low = text.lower()
         ok = any(w in low for w in words)
-        steps.append(Step(name, ok, f"caller heard: {text!r}"))
+        steps.append(Step(name, ok, f"{who} heard: {text!r}"))
 
     check("greeting", await heard("answer"), "opening hours", "lost card")
     await speak("What are your opening hours?")
@@ -176,7 +176,7 @@ async def _script(caller: Any, leg: Any, synth: Any, ear: Any, agent: Any, print
         await asyncio.sleep(0.5)
         agent_heard = await asyncio.to_thread(lambda: ear.transcribe(agent.heard_pcm(), 8000, "en").text)
         log.info("agent heard: %s", agent_heard)
-        check("agent hears the caller", agent_heard, "credit", "card", "question")
+        check("agent hears the caller", agent_heard, "credit", "card", "question", who="agent")
     return steps
 
 

@@ -438,6 +438,7 @@ class CallSession:
         await self._line("event", f"connected to agent {agent_name}", self._now())
         self._state.outcome, self._state.reason = "transferred", "agent_call_ended"
         # Both sides keep being transcribed while they talk: the caller's reader goes on, the agent gets one.
+        self._state.barge_in = True  # the agent's voice is not a prompt: the caller's speech counts over it
         agent_inputs: asyncio.Queue[_Input] = asyncio.Queue()
         writers = [
             asyncio.ensure_future(self._transcribe_bridged("caller", self._inputs)),

@@ -129,6 +129,10 @@ async def test_caller_is_bridged_to_an_agent_and_both_hear_each_other(
     call = await asyncio.to_thread(closed_call, server, leg.call_id)
     assert call.outcome == "transferred" and call.queue == "general" and call.agent == "agent0"
     assert call.last_intent == "agent"
+    # Both sides of the agent conversation are in the transcript.
+    lines = server.store.get_transcript(call.id)
+    assert any(ln.speaker == "agent" and "customer service" in words(ln.text) for ln in lines)
+    assert any(ln.speaker == "caller" and "credit card" in words(ln.text) for ln in lines)
 
 
 async def test_caller_who_hangs_up_mid_prompt_leaves_a_closed_record(server: Server) -> None:
