@@ -200,3 +200,35 @@ def test_recording_is_stereo_with_the_caller_on_the_left(server: Server) -> None
         assert (w.getnchannels(), w.getframerate(), w.getsampwidth()) == (2, 8000, 2)
         data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
     assert np.abs(data[:, 1]).max() > 1000  # the hotline's prompts on the right
+
+
+async def test_second_caller_hears_the_queue_announcement_until_the_agent_is_free(
+    server: Server, ear: Any, voice: Any
+) -> None:
+    agent_voice = voice("Hello, this is the customer service desk.")
+    async with (
+        AgentPhone(port=AGENT_PORT, play_pcm=agent_voice) as agent,
+        TestCaller() as first,
+        TestCaller() as second,
+    ):
+        leg1 = await first.call(server.uri, from_user="1001")
+        await first.listen(leg1, silence_s=1.5, timeout_s=40)
+        first.send_dtmf(leg1, "0")
+        await agent.wait_for_call(timeout=40)  # the only agent is now busy with the first caller
+        agent.answered.clear()
+
+        leg2 = await second.call(server.uri, from_user="1002")
+        await second.listen(leg2, silence_s=1.5, timeout_s=40)
+        second.send_dtmf(leg2, "0")
+        held = await heard_text(second, leg2, ear, timeout_s=30)
+        assert "stay on the line" in held and "number 1" in held.replace("one", "1"), held
+        assert len(agent.legs) == 1
+
+        await leg1.hangup()  # the agent becomes free and the waiting caller is put through
+        second_agent_leg = await agent.wait_for_call(timeout=30)
+        assert len(agent.legs) == 2 and second_agent_leg.caller == "1002"
+        await leg2.hangup()
+    call2 = await asyncio.to_thread(closed_call, server, leg2.call_id)
+    assert call2.outcome == "transferred" and call2.agent == "agent0"
+    lines = server.store.get_transcript(call2.id)
+    assert any(ln.speaker == "system" and "agents are busy" in ln.text for ln in lines)
