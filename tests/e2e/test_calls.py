@@ -227,6 +227,7 @@ async def test_second_caller_hears_the_queue_announcement_until_the_agent_is_fre
         await leg1.hangup()  # the agent becomes free and the waiting caller is put through
         second_agent_leg = await agent.wait_for_call(timeout=30)
         assert len(agent.legs) == 2 and second_agent_leg.caller == "1002"
+        assert "customer service" in await heard_text(second, leg2, ear, timeout_s=20)  # bridged
         await leg2.hangup()
     call2 = await asyncio.to_thread(closed_call, server, leg2.call_id)
     assert call2.outcome == "transferred" and call2.agent == "agent0"
