@@ -14,7 +14,7 @@ from hotline.bus import EventBus
 from hotline.session import CallSession, SessionDeps
 from hotline.settings import Settings
 from recordings import CallStore
-from routing import Agent, Queue
+from routing import AgentProfile, AgentState, AgentStateChanged, CallDistributor, QueueConfig, RoutingEvent
 from telephony import CallLeg, SipEndpoint
 from tts import PromptCache, create_synthesizer
 
@@ -30,6 +30,8 @@ class Hotline:
         self.endpoint: SipEndpoint | None = None
         self.deps: SessionDeps | None = None
         self.sessions: dict[CallSession, asyncio.Task[object]] = {}
+        self.acd: CallDistributor | None = None
+        self._acd_task: asyncio.Future[None] | None = None
 
     @property
     def port(self) -> int:
@@ -50,9 +52,16 @@ class Hotline:
         db_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db")
         recognizer = create_recognizer(s.asr.backend, model_path=s.asr.model_path, threads=s.asr.threads)
         prompts = PromptCache(create_synthesizer(s.tts.backend), target_rate=8000, executor=cpu_pool)
-        queues = {
-            q.name: Queue(q.name, [Agent(a.name, a.uri) for a in q.agents]) for q in s.queues
-        }
+        self.acd = CallDistributor(
+            [QueueConfig(q.name, strategy=q.strategy, needs=q.needs, wrap_up_s=q.wrap_up_s) for q in s.queues]
+        )
+        for q in s.queues:
+            for a in q.agents:
+                if a.name not in {r.profile.id for r in self.acd.agents()}:
+                    self.acd.add_agent(AgentProfile(a.name, a.uri, skills=a.skills), AgentState.AVAILABLE)
+        self._acd_task = asyncio.ensure_future(self.acd.run())
+        self.acd.subscribe(self._on_routing_event)
+        queues = {name: self.acd.view(name) for name in self.acd.queue_names}
         ep = s.endpointing
 
         def endpointer() -> Endpointer:
@@ -99,6 +108,19 @@ class Hotline:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(pool, recognizer.transcribe, b"\x00\x00" * 8000, 8000, "en")
 
+    def _on_routing_event(self, event: RoutingEvent) -> None:
+        # Agents with only a SIP URI have no "ready" button yet (the agent desktop comes with the web
+        # console): one missed ring must not take them out of service for good.
+        if isinstance(event, AgentStateChanged) and event.reason == "ring_no_answer":
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.settings.routing.not_ready_after_no_answer_s, self._ready_again, event.agent_id)
+
+    def _ready_again(self, agent_id: str) -> None:
+        assert self.acd is not None
+        if self.acd.agent(agent_id).state is AgentState.NOT_READY:
+            self.acd.set_state(agent_id, AgentState.AVAILABLE, "ready_after_no_answer")
+            log.info("agent %s available again after a missed ring", agent_id)
+
     async def _on_call(self, leg: CallLeg) -> None:
         assert self.deps is not None
         session = CallSession(leg, self.deps)
@@ -111,6 +133,8 @@ class Hotline:
             self.sessions.pop(session, None)
 
     async def stop(self) -> None:
+        if self._acd_task is not None:
+            self._acd_task.cancel()
         if self.endpoint is not None:
             await self.endpoint.stop()
         # Let sessions write their closing records.

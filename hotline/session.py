@@ -29,7 +29,7 @@ from hotline.events import (
 )
 from hotline.settings import QueueSettings, Settings
 from recordings import CallStore, StereoRecorder
-from routing import Queue
+from routing import QueueView
 from telephony import AudioFrame, CallFailed, CallLeg, DtmfDigit, bridge
 from tts import PromptCache
 
@@ -48,7 +48,7 @@ class SessionDeps:
     engine: DialogEngine
     recognizer: Recognizer
     prompts: PromptCache
-    queues: dict[str, Queue]
+    queues: dict[str, QueueView]
     dial: Dial
     cpu_pool: Executor  # recognition and synthesis
     db_pool: Executor  # one thread: record writes stay in order and off the event loop
@@ -365,28 +365,33 @@ class CallSession:
             agent = await self._wait_for_agent(queue, qs, remaining)
             if agent is None:
                 continue
-            connect = _fill(qs.connect_prompt, self._lang)
-            if connect:
-                await self._say(Say(connect, self._lang, False))
-                await self._finish_playing(10)
             try:
+                connect = _fill(qs.connect_prompt, self._lang)
+                if connect:
+                    await self._say(Say(connect, self._lang, False))
+                    await self._finish_playing(10)
                 agent_leg = await deps.dial(agent.uri, from_user=leg.caller or "hotline", timeout=qs.ring_timeout_s)
             except CallFailed as exc:
+                # The agent goes "not ready"; the caller keeps their place and gets the next agent.
                 log.warning("call %s: agent %s did not answer (%s)", self.call_id, agent.name, exc)
+                queue.no_answer(agent)
                 await self._line("event", f"agent {agent.name} did not answer", self._now())
-                queue.release(agent)
-                await asyncio.sleep(1.0)
                 continue
-            if leg.ended.is_set():
-                await agent_leg.hangup()
+            except BaseException:
                 queue.release(agent)
-                raise _CallGone
-            await self._bridge_agent(queue, agent.name, agent_leg, action)
-            queue.release(agent)
+                raise
+            queue.answered(agent)
+            try:
+                if leg.ended.is_set():
+                    await agent_leg.hangup()
+                    raise _CallGone
+                await self._bridge_agent(queue, agent.name, agent_leg, action)
+            finally:
+                queue.finished(agent)  # wrap-up, then available again
             return
         raise _CallGone
 
-    async def _wait_for_agent(self, queue: Queue, qs: QueueSettings, remaining: float) -> Any:
+    async def _wait_for_agent(self, queue: QueueView, qs: QueueSettings, remaining: float) -> Any:
         """Waits in the queue, with position announcements while nobody is free."""
         acquire = asyncio.ensure_future(queue.acquire(self.call_id, timeout=remaining))
         ended = asyncio.ensure_future(self.leg.ended.wait())
@@ -422,7 +427,7 @@ class CallSession:
             elif isinstance(item, _Key):
                 await self._line(speaker, f"[key {item.digit}]", self._now())
 
-    async def _bridge_agent(self, queue: Queue, agent_name: str, agent_leg: CallLeg, action: Transfer) -> None:
+    async def _bridge_agent(self, queue: QueueView, agent_name: str, agent_leg: CallLeg, action: Transfer) -> None:
         deps, leg = self.deps, self.leg
         context = {
             **action.context,

@@ -69,6 +69,7 @@ class DialogSettings(_Strict):
 class AgentSettings(_Strict):
     name: str = Field(min_length=1, max_length=64)
     uri: str
+    skills: dict[str, int] = {}  # e.g. {zh: 2, cards: 1, vip: 1}; levels 1 = basic, higher = better
 
     @field_validator("uri")
     @classmethod
@@ -82,9 +83,17 @@ class QueueSettings(_Strict):
     name: str = Field(min_length=1, max_length=64)
     max_wait_s: float = Field(600, gt=0)
     ring_timeout_s: float = Field(20, gt=0, le=120)
+    strategy: Literal["longest_idle", "round_robin", "fewest_calls", "skills_weighted"] = "longest_idle"
+    needs: dict[str, int] = {}  # skills every agent of this queue must have
+    wrap_up_s: float = Field(5.0, ge=0, le=3600)  # after a call, before the agent is offered another
     hold_prompt: dict[str, str] = {"en": "All our agents are busy. Please stay on the line."}
     connect_prompt: dict[str, str] = {"en": "Connecting you to an agent now."}
     agents: list[AgentSettings] = []
+
+
+class RoutingSettings(_Strict):
+    # An agent who misses a ring is "not ready" for this long, then offered calls again.
+    not_ready_after_no_answer_s: float = Field(30.0, ge=0, le=86400)
 
 
 class Settings(_Strict):
@@ -96,6 +105,7 @@ class Settings(_Strict):
     endpointing: EndpointingSettings = EndpointingSettings()
     tts: TtsSettings = TtsSettings()
     dialog: DialogSettings = DialogSettings()
+    routing: RoutingSettings = RoutingSettings()
     queues: list[QueueSettings] = Field(default_factory=lambda: [QueueSettings(name="general")])
     # Where this file was read from: relative paths in it are resolved against its folder.
     config_dir: str = "."

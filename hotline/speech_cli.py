@@ -28,7 +28,7 @@ __all__ = ["add_commands", "iter_paths", "run_say", "run_transcribe"]
 LANGS = ("en", "zh")
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: argparse._SubParsersAction) -> None:
     """Registers `transcribe` and `say` on the CLI's sub-parsers."""
     tr = sub.add_parser(
         "transcribe",
