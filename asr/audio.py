@@ -123,6 +123,9 @@ def write_wav(path: str | os.PathLike[str], pcm: bytes, rate: int, channels: int
     _check_rate(rate, "rate")
     if channels < 1 or len(data) % (2 * channels):
         raise ValueError(f"{len(data)} bytes is not a whole number of {channels}-channel PCM16 frames")
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{path}: folder {folder} does not exist")
     with wave.open(str(path), "wb") as w:
         w.setnchannels(channels)
         w.setsampwidth(2)

@@ -79,6 +79,9 @@ RecognizerFactory = Callable[..., Recognizer]
 # name -> "module:attribute" (lazy) or a factory
 _BACKENDS: dict[str, str | RecognizerFactory] = {
     "whisper": "asr.whisper_backend:create_whisper_recognizer",
+    "vosk": "asr.vosk_backend:create_vosk_recognizer",
+    "pocketsphinx": "asr.pocketsphinx_backend:create_pocketsphinx_recognizer",
+    "funasr": "asr.funasr_backend:create_funasr_recognizer",
 }
 
 

@@ -73,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("transcript", help="print one call's stored transcript")
     tr.add_argument("call_id")
     tr.set_defaults(run=_transcript)
+
+    from hotline.speech_cli import add_commands as add_speech_commands
+
+    add_speech_commands(sub)  # transcribe, say
     return p
 
 

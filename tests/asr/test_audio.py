@@ -91,3 +91,10 @@ def test_read_wav_errors(tmp_path: Path) -> None:
     with pytest.raises(WavFormatError, match="larger than"):
         read_wav(tmp_path / "big.wav", max_bytes=1000)
     assert issubclass(WavFormatError, ValueError)
+
+
+def test_writing_into_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    from asr import write_wav
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        write_wav(tmp_path / "nope" / "x.wav", b"\x00\x00" * 160, 8000)
