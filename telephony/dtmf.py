@@ -109,7 +109,7 @@ def parse_info_body(content_type: str, body: bytes) -> str | None:
         return None
     if ctype == "application/dtmf":
         d = text.upper()
-        if d.isdigit() and len(d) == 2 and int(d) < 16:
+        if len(d) == 2 and d.isascii() and d.isdigit() and int(d) < 16:
             return DIGITS[int(d)]
         return d if len(d) == 1 and d in DIGITS else None
     return None

@@ -12,6 +12,12 @@ _STATIC = {0: ("PCMU", 8000), 8: ("PCMA", 8000)}
 DEFAULT_TE_PT = 101
 
 
+def _is_uint(text: str, max_digits: int = 10) -> bool:
+    """ASCII digits, at most ``max_digits`` of them after leading zeros (str.isdigit() accepts '²', which
+    int() refuses, and int() refuses more than 4300 digits)."""
+    return 0 < len(text) <= 64 and len(text.lstrip("0")) <= max_digits and text.isascii() and text.isdigit()
+
+
 class SdpError(ValueError):
     """Malformed or unusable SDP (answer 400)."""
 
@@ -66,12 +72,11 @@ def parse_sdp(body: bytes | str) -> MediaDescription:
         kind, val = ln[0], ln[2:]
         if kind == "m":
             parts = val.split()
-            if len(parts) < 4 or not parts[1].split("/")[0].isdigit():
+            if len(parts) < 4 or not _is_uint(parts[1].split("/")[0]):
                 raise SdpError(f"bad m= line {val!r}")
-            try:
-                pts = [int(p) for p in parts[3:]]
-            except ValueError as exc:
-                raise SdpError(f"bad payload types in {val!r}") from exc
+            if not all(_is_uint(p, 3) for p in parts[3:]):
+                raise SdpError(f"bad payload types in {val!r}")
+            pts = [int(p) for p in parts[3:]]
             if any(not 0 <= p < 128 for p in pts):
                 raise SdpError(f"payload type out of range in {val!r}")
             cur = {"media": parts[0], "port": int(parts[1].split("/")[0]), "proto": parts[2], "pts": pts,
@@ -96,12 +101,12 @@ def parse_sdp(body: bytes | str) -> MediaDescription:
             elif name == "rtpmap" and cur is not None:
                 pt_s, _, enc = rest.partition(" ")
                 bits = enc.strip().split("/")
-                if not pt_s.isdigit() or len(bits) < 2 or not bits[1].isdigit():
+                if not _is_uint(pt_s, 3) or len(bits) < 2 or not _is_uint(bits[1]):
                     raise SdpError(f"bad rtpmap {val!r}")
                 rtpmap = cur["rtpmap"]
                 assert isinstance(rtpmap, dict)
                 rtpmap[int(pt_s)] = (bits[0], int(bits[1]))
-            elif name == "ptime" and cur is not None and rest.strip().isdigit():
+            elif name == "ptime" and cur is not None and _is_uint(rest.strip(), 5):
                 cur["ptime"] = int(rest.strip())
     for m in media:
         if m["media"] != "audio" or m["port"] == 0 or "RTP/AVP" not in str(m["proto"]):

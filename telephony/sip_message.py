@@ -171,9 +171,15 @@ def split_header_values(value: str) -> list[str]:
     return [v for v in out if v]
 
 
+def _is_uint(text: str, max_digits: int) -> bool:
+    """ASCII digits only, at most ``max_digits`` of them (str.isdigit() also accepts '²', which int() refuses,
+    and int() refuses more than 4300 digits); leading zeros are allowed."""
+    return 0 < len(text) <= 64 and len(text.lstrip("0")) <= max_digits and text.isascii() and text.isdigit()
+
+
 def parse_cseq(value: str) -> tuple[int, str]:
     parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit() or not _TOKEN.match(parts[1]):
+    if len(parts) != 2 or not _is_uint(parts[0], 10) or not _TOKEN.match(parts[1]):
         raise ParseError(f"bad CSeq: {value!r}")
     num = int(parts[0])
     if num >= 2**31:
@@ -234,7 +240,7 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
         msg.headers.append((canonical(name), value.strip()))
     clen = msg.get("Content-Length")
     if clen is not None:
-        if not clen.strip().isdigit():
+        if not _is_uint(clen.strip(), 10):
             problems.append(f"bad Content-Length: {clen!r}")
         else:
             n = int(clen)
@@ -326,7 +332,7 @@ def parse_uri(uri: str) -> SipUri:
 
 
 def _port(text: str, where: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not _is_uint(text, 5) or not 0 < int(text) < 65536:
         raise ParseError(f"bad port in {where!r}")
     return int(text)
 
