@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench serve
+.PHONY: install demo test lint bench bench-speech bench-nlu serve
 
 install:
 	@bash scripts/install.sh
@@ -20,3 +20,15 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy hotline telephony asr tts dialog routing recordings
+
+# Benchmarks print tables (not part of the tests); figures vary with machine load.
+bench: install
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python bench/sip_call_rate.py
+	$(BIN)/python bench/held_calls.py
+
+bench-speech: install
+	$(BIN)/python bench/speech_quick.py
+
+bench-nlu: install
+	$(BIN)/python bench/nlu_banking77.py
