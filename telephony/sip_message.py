@@ -237,6 +237,10 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
         if not colon or not name or not _TOKEN.match(name):
             problems.append(f"bad header line: {ln[:60]!r}")
             continue
+        if any(c in value for c in "\r\x00"):
+            # A lone CR or NUL would be echoed into our responses (header injection): refuse the message.
+            problems.append(f"control character in header {name!r}")
+            continue
         msg.headers.append((canonical(name), value.strip()))
     clen = msg.get("Content-Length")
     if clen is not None:

@@ -97,6 +97,9 @@ def test_parse_response() -> None:
     b"SIP/2.0 999 Nope\r\n\r\n",
     bytes(range(256)) * 4,
     b"INVITE sip:a@b SIP/2.0\r\n" + b"X-Long: " + b"a" * 70000 + b"\r\n\r\n",
+    # a lone CR (header injection into our responses) or a NUL inside a header value
+    INVITE.replace("i: call-1@127.0.0.1", "i: call-1@127.0.0.1\rX-Injected: yes").encode(),
+    INVITE.replace("i: call-1@127.0.0.1", "i: call-1\x00@127.0.0.1").encode(),
 ])
 def test_malformed_input_raises_parse_error(raw: bytes) -> None:
     with pytest.raises(ParseError):
