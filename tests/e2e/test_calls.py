@@ -6,27 +6,21 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
-from support.e2e_server import Server, start_server, stop_server, write_config
+from support.e2e_server import Server, free_sip_port, start_server, stop_server, write_config
 
 from telephony import AgentPhone, TestCaller
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
-
-AGENT_PORT = free_udp_port()
+AGENT_PORT = free_sip_port()
 
 
 @pytest.fixture(scope="module")

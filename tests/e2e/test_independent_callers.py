@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.e2e_server import Server, start_server, stop_server, write_config
+from support.e2e_server import Server, free_sip_port, start_server, stop_server, write_config
 
 from asr import write_wav
 
@@ -21,16 +20,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.interop, pytest.mark.timeout(180)]
 PEER = Path(__file__).resolve().parents[1] / "telephony" / "pjsua2_peer.py"
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("hotline-pj")
-    srv = start_server(write_config(tmp, agent_ports=[free_udp_port()]), tmp / "var")
+    srv = start_server(write_config(tmp, agent_ports=[free_sip_port()]), tmp / "var")
     yield srv
     stop_server(srv)
 
@@ -43,7 +37,7 @@ def test_pjsua2_caller_barges_in_with_a_question_and_hears_the_answer(
     write_wav(tmp_path / "say.wav", question, 8000)
     proc = subprocess.run(
         [
-            sys.executable, str(PEER), "call", "--port", str(free_udp_port()), "--rtp-port", str(free_udp_port()),
+            sys.executable, str(PEER), "call", "--port", str(free_sip_port()), "--rtp-port", str(free_sip_port()),
             "--uri", server.uri, "--play", str(tmp_path / "say.wav"), "--record", str(tmp_path / "heard.wav"),
             "--seconds", "22",
         ],
@@ -67,7 +61,7 @@ async def test_hotline_on_the_pjsua2_backend_answers_a_keypad_caller(
 
     tmp = tmp_path_factory.mktemp("hotline-pjsua2-backend")
     cfg = write_config(
-        tmp, agent_ports=[free_udp_port()],
+        tmp, agent_ports=[free_sip_port()],
         sip={"backend": "pjsua2", "host": "127.0.0.1", "port": 0, "max_calls": 4,
              "rtp_port_min": 61000, "rtp_port_max": 62000},
     )

@@ -90,3 +90,19 @@ def stop_server(server: Server) -> None:
         server.proc.wait(5)
 
 
+
+
+def free_sip_port() -> int:
+    """A free UDP port below every RTP range the tests and the hotline allocate from (and below the
+    kernel's ephemeral range), so an RTP socket opened later cannot take it."""
+    import random
+    import socket
+
+    for port in random.sample(range(12000, 15000), 200):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free UDP port in 12000-14999")
