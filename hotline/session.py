@@ -7,6 +7,7 @@ queue, the agent's leg and the bridge. Every transcript line is committed as it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -370,7 +371,7 @@ class CallSession:
                 if connect:
                     await self._say(Say(connect, self._lang, False))
                     await self._finish_playing(10)
-                agent_leg = await deps.dial(agent.uri, from_user=leg.caller or "hotline", timeout=qs.ring_timeout_s)
+                agent_leg = await self._ring_agent(agent.uri, qs.ring_timeout_s)
             except CallFailed as exc:
                 # The agent goes "not ready"; the caller keeps their place and gets the next agent.
                 log.warning("call %s: agent %s did not answer (%s)", self.call_id, agent.name, exc)
@@ -390,6 +391,24 @@ class CallSession:
                 queue.finished(agent)  # wrap-up, then available again
             return
         raise _CallGone
+
+    async def _ring_agent(self, uri: str, ring_timeout_s: float) -> CallLeg:
+        """Dials the agent; if the caller hangs up meanwhile, the agent's phone stops ringing (CANCEL)."""
+        dial = asyncio.ensure_future(
+            self.deps.dial(uri, from_user=self.leg.caller or "hotline", timeout=ring_timeout_s)
+        )
+        ended = asyncio.ensure_future(self.leg.ended.wait())
+        try:
+            await asyncio.wait({dial, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+        if not dial.done():
+            dial.cancel()
+            with contextlib.suppress(asyncio.CancelledError, CallFailed):
+                agent_leg = await dial
+                await agent_leg.hangup()  # answered in the same instant: hang up at once
+            raise _CallGone
+        return dial.result()
 
     async def _wait_for_agent(self, queue: QueueView, qs: QueueSettings, remaining: float) -> Any:
         """Waits in the queue, with position announcements while nobody is free."""
