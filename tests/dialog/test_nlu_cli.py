@@ -12,7 +12,7 @@ import pytest
 from dialog.nlu_cli import add_commands, read_training_csv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nlu_training_data import BANKING77, mixed_training_set, write_csv
+from nlu_training_data import mixed_training_set, write_csv
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -31,7 +31,6 @@ def run(args: argparse.Namespace, stdin: str = "") -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-@pytest.mark.skipif(not BANKING77.is_file(), reason="shared/data/banking77 is not here")
 def test_train_then_predict_round_trip(tmp_path: Path) -> None:
     texts, labels = mixed_training_set()
     data = write_csv(tmp_path / "data.csv", [*texts, "  "], [*labels, "card_arrival"])

@@ -14,9 +14,7 @@ from dialog.nlu import IntentClassifier, Nlu
 from dialog.trained_classifier import ModelError, TrainedClassifier, TrainOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nlu_training_data import BANKING77, mixed_training_set
-
-pytestmark = pytest.mark.skipif(not BANKING77.is_file(), reason="shared/data/banking77 is not here")
+from nlu_training_data import mixed_training_set
 
 PROBES = {
     "my new card has still not come in the post": "card_arrival",
