@@ -149,6 +149,11 @@ class CallSession:
     async def run(self) -> None:
         leg, deps = self.leg, self.deps
         log.info("call %s: answered (sip call-id %s) from %s to %s", self.call_id, leg.call_id, leg.caller, leg.called)
+        try:
+            self._recorder = StereoRecorder(deps.settings.recordings_dir / f"{self.call_id}.wav")
+            leg.add_tap(self._recorder.tap)
+        except OSError:
+            log.exception("call %s: recording unavailable; the call goes on without it", self.call_id)
         await self._db(
             deps.store.start_call,
             self.call_id,
@@ -156,14 +161,9 @@ class CallSession:
             caller=leg.caller,
             called=leg.called,
             worker=deps.settings.node_name,
+            recording_path=str(self._recorder.path) if self._recorder else None,
         )
         deps.bus.publish(CallStarted(self.call_id, leg.caller, leg.called))
-        try:
-            self._recorder = StereoRecorder(deps.settings.recordings_dir / f"{self.call_id}.wav")
-            leg.add_tap(self._recorder.tap)
-            await self._db(deps.store.update_call, self.call_id, recording_path=str(self._recorder.path))
-        except OSError:
-            log.exception("call %s: recording unavailable; the call goes on without it", self.call_id)
 
         reader = asyncio.ensure_future(self._read_media(leg, self._inputs.put_nowait))
         try:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy import create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
@@ -65,20 +65,31 @@ class CallStore:
         Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._seq_lock = threading.Lock()
+        self._next_seq: dict[str, int] = {}  # this process's open calls: the next line number
 
     def close(self) -> None:
         self.engine.dispose()
 
-    def start_call(self, call_id: str, *, sip_call_id: str, caller: str, called: str, worker: str = "") -> None:
-        with self._sessions.begin() as db:
-            db.add(
-                Call(
+    def start_call(
+        self,
+        call_id: str,
+        *,
+        sip_call_id: str,
+        caller: str,
+        called: str,
+        worker: str = "",
+        recording_path: str | None = None,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(Call).values(
                     id=call_id,
                     sip_call_id=sip_call_id,
                     caller=caller[:128],
                     called=called[:128],
                     started_at=utcnow(),
                     worker=worker,
+                    recording_path=recording_path,
                 )
             )
 
@@ -103,10 +114,14 @@ class CallStore:
         language: str = "",
     ) -> int:
         """Appends a line and commits it; returns its sequence number within the call."""
-        with self._seq_lock, self._sessions.begin() as db:
-            seq = (db.scalar(select(func.max(TranscriptLine.seq)).where(TranscriptLine.call_id == call_id)) or 0) + 1
-            db.add(
-                TranscriptLine(
+        # Core inserts, not ORM flushes: this runs for every line of every call (profiled: half the cost).
+        with self._seq_lock, self.engine.begin() as conn:
+            seq = self._next_seq.get(call_id)
+            if seq is None:
+                last = conn.scalar(select(func.max(TranscriptLine.seq)).where(TranscriptLine.call_id == call_id))
+                seq = (last or 0) + 1
+            conn.execute(
+                insert(TranscriptLine).values(
                     call_id=call_id,
                     seq=seq,
                     speaker=speaker,
@@ -118,10 +133,13 @@ class CallStore:
                     language=language,
                 )
             )
+            self._next_seq[call_id] = seq + 1
         return seq
 
     def end_call(self, call_id: str, *, outcome: str, end_reason: str) -> None:
         """Closes the record once; a second close keeps the first outcome."""
+        with self._seq_lock:
+            self._next_seq.pop(call_id, None)
         with self._sessions.begin() as db:
             db.execute(
                 update(Call)
