@@ -236,16 +236,23 @@ class CallSession:
         self.deps.bus.publish(IntentRecognized(self.call_id, action.intent, action.confidence, dict(action.slots)))
         await self._db(self.deps.store.update_call, self.call_id, last_intent=action.intent[:64], language=self._lang)
 
+    async def _unless_hung_up(self, task: asyncio.Future[Any], timeout: float | None = None) -> bool:
+        """Waits for `task`, the caller hanging up, or the timeout; True if the caller has hung up."""
+        ended = asyncio.ensure_future(self.leg.ended.wait())
+        try:
+            await asyncio.wait({task, ended}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+        return self.leg.ended.is_set()
+
     async def _finish_playing(self, limit_s: float = 60.0) -> None:
         if self.leg.ended.is_set():
             return
         done = asyncio.ensure_future(self.leg.wait_played())
-        ended = asyncio.ensure_future(self.leg.ended.wait())
         try:
-            await asyncio.wait({done, ended}, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
+            await self._unless_hung_up(done, limit_s)
         finally:
             done.cancel()
-            ended.cancel()
 
     async def _listen(self, action: Listen) -> list[Any]:
         """Waits for the caller's next turn: speech, a key, or silence after the prompt ends."""
@@ -397,12 +404,7 @@ class CallSession:
         dial = asyncio.ensure_future(
             self.deps.dial(uri, from_user=self.leg.caller or "hotline", timeout=ring_timeout_s)
         )
-        ended = asyncio.ensure_future(self.leg.ended.wait())
-        try:
-            await asyncio.wait({dial, ended}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            ended.cancel()
-        if not dial.done():
+        if await self._unless_hung_up(dial) and not dial.done():
             dial.cancel()
             with contextlib.suppress(asyncio.CancelledError, CallFailed):
                 agent_leg = await dial
@@ -413,7 +415,6 @@ class CallSession:
     async def _wait_for_agent(self, queue: QueueView, qs: QueueSettings, remaining: float) -> Any:
         """Waits in the queue, with position announcements while nobody is free."""
         acquire = asyncio.ensure_future(queue.acquire(self.call_id, timeout=remaining))
-        ended = asyncio.ensure_future(self.leg.ended.wait())
         try:
             announce_every = 20.0
             first = True
@@ -424,13 +425,13 @@ class CallSession:
                     if text and not self.leg.playing:
                         await self._say(Say(text, self._lang, False))
                 first = False
-                await asyncio.wait({acquire, ended}, timeout=announce_every, return_when=asyncio.FIRST_COMPLETED)
-                if ended.done():
-                    acquire.cancel()
+                if await self._unless_hung_up(acquire, announce_every):
+                    reserved = acquire.result() if acquire.done() and not acquire.cancelled() else None
+                    if reserved is not None:
+                        queue.release(reserved)  # reserved in the same instant: give it back
                     raise _CallGone
             return acquire.result()
         finally:
-            ended.cancel()
             if not acquire.done():
                 acquire.cancel()
 

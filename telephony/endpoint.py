@@ -10,6 +10,7 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from .dtmf import parse_info_body
 from .leg import CallLeg, _RtpProtocol
@@ -90,6 +91,27 @@ def _user_of(value: str) -> str:
         return parse_uri(parse_name_addr(value).uri).user
     except ParseError:
         return ""
+
+
+
+class _AnsweredLeg(Protocol):
+    call_id: str
+    ended: asyncio.Event
+
+    async def hangup(self) -> None: ...
+
+
+async def run_call_handler(handler: Callable[[Any], Awaitable[None]], leg: _AnsweredLeg) -> None:
+    """Runs the application's handler for an answered call (every backend); hangs up when it returns."""
+    try:
+        await handler(leg)
+    except asyncio.CancelledError:
+        pass
+    except Exception:
+        log.exception("call %s: on_call raised", leg.call_id)
+    finally:
+        if not leg.ended.is_set():
+            await leg.hangup()
 
 
 class SipEndpoint:
@@ -557,15 +579,7 @@ class SipEndpoint:
 
     async def _run_call(self, leg: CallLeg) -> None:
         assert self.on_call is not None
-        try:
-            await self.on_call(leg)
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.exception("call %s: on_call raised", leg.call_id)
-        finally:
-            if not leg.ended.is_set():
-                await leg.hangup()
+        await run_call_handler(self.on_call, leg)
 
     def _on_reinvite(self, tx: _ServerTx, req: SipRequest) -> None:
         leg = self._legs.get(req.call_id)

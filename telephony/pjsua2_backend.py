@@ -31,7 +31,7 @@ from types import ModuleType
 from typing import Any, Literal, TypeVar
 
 from .dtmf import DIGITS
-from .endpoint import CallFailed
+from .endpoint import CallFailed, run_call_handler
 from .leg import FRAME_BYTES, SILENCE, AudioFrame, DtmfDigit
 
 __all__ = ["Pjsua2Endpoint", "Pjsua2Leg", "Pjsua2Unavailable", "load_pjsua2"]
@@ -665,15 +665,7 @@ class Pjsua2Endpoint:
 
     async def _run_call(self, leg: Pjsua2Leg) -> None:
         assert self.on_call is not None
-        try:
-            await self.on_call(leg)
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.exception("call %s: on_call raised", leg.call_id)
-        finally:
-            if not leg.ended.is_set():
-                await leg.hangup()
+        await run_call_handler(self.on_call, leg)
 
     async def _hangup(self, leg: Pjsua2Leg) -> None:
         pj = self._pj

@@ -196,7 +196,8 @@ async def _ended(leg: Any, timeout: float) -> bool:
         return False
 
 
-def test_recording_is_stereo_with_the_caller_on_the_left(server: Server) -> None:
+def test_recording_is_stereo_8k_with_the_prompts_on_the_right(server: Server) -> None:
+    # Which channel holds the caller is pinned by tests/recordings/test_store.py.
     import wave
 
     calls = [c for c in server.store.recent_calls(50) if c.recording_path and c.ended_at]
