@@ -20,12 +20,23 @@ class StereoRecorder:
 
     The outgoing stream never stops (silence is sent when nothing plays), so it is the clock;
     caller frames wait in a small buffer and fill the left channel as outgoing frames arrive.
+
+    pause()/resume(): while secrets are keyed or spoken, silence is written instead of both sides
+    (the recording keeps its length, so it stays in step with the transcript's times).
+    A write that fails (disk full) stops the recording, not the call: `.failed` is set and the
+    error is logged with the call id; what was written stays on disk.
+    On close, `compress` (FLAC) and `key` (AES-GCM, see recordings/atrest.py) turn the WAV into its
+    at-rest form; `.path` is then the final file.
     """
 
-    def __init__(self, path: str | Path, sample_rate: int = 8000) -> None:
+    def __init__(self, path: str | Path, sample_rate: int = 8000, *, call_id: str = "", compress: bool = False,
+                 key: bytes | None = None) -> None:
         self.path = Path(path)
+        self.call_id = call_id or self.path.stem
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sample_rate = sample_rate
+        self.compress = compress
+        self._key = key
         self._wav: wave.Wave_write | None = wave.open(str(self.path), "wb")
         self._wav.setnchannels(2)
         self._wav.setsampwidth(2)
@@ -34,6 +45,20 @@ class StereoRecorder:
         self._lock = threading.Lock()
         self.frames_written = 0
         self.failed = False
+        self.paused = False
+
+    def pause(self) -> None:
+        """Write silence from now on (secret entry); caller audio already buffered is dropped."""
+        with self._lock:
+            self.paused = True
+            self._pending_in.clear()
+        log.info("call %s: recording paused", self.call_id)
+
+    def resume(self) -> None:
+        with self._lock:
+            self.paused = False
+            self._pending_in.clear()
+        log.info("call %s: recording resumed", self.call_id)
 
     def tap(self, direction: str, pcm: bytes) -> None:
         """Feed from the call leg's tap: direction "in" (caller) or "out" (to the caller)."""
@@ -41,29 +66,53 @@ class StereoRecorder:
             return
         with self._lock:
             if direction == "in":
-                self._pending_in += pcm
-                if len(self._pending_in) > MAX_PENDING_IN:
-                    del self._pending_in[: len(self._pending_in) - MAX_PENDING_IN]
+                if not self.paused:
+                    self._pending_in += pcm
+                    if len(self._pending_in) > MAX_PENDING_IN:
+                        del self._pending_in[: len(self._pending_in) - MAX_PENDING_IN]
                 return
-            left = bytes(self._pending_in[: len(pcm)])
-            del self._pending_in[: len(pcm)]
-            left = left.ljust(len(pcm), b"\x00")
+            if self.paused:
+                frame = bytes(2 * len(pcm))
+            else:
+                left = bytes(self._pending_in[: len(pcm)])
+                del self._pending_in[: len(pcm)]
+                frame = _interleave(left.ljust(len(pcm), b"\x00"), pcm)
             try:
-                self._wav.writeframesraw(_interleave(left, pcm))
+                self._wav.writeframesraw(frame)
             except OSError as exc:  # disk full must not end the call
-                self.failed = True
-                log.error("recording %s stopped: %s", self.path, exc)
+                self._fail(exc)
                 return
             self.frames_written += 1
 
-    def close(self) -> None:
+    def _fail(self, exc: OSError) -> None:
+        self.failed = True
+        log.error("call %s: recording %s stopped, the call goes on without it: %s", self.call_id, self.path, exc)
+        if self._wav is not None:
+            try:
+                self._wav.close()  # flushes what it can and patches the header
+            except OSError:
+                pass
+            self._wav = None
+
+    def close(self) -> Path:
+        """Finishes the file (and compresses/encrypts it); returns its final path."""
         with self._lock:
             if self._wav is not None:
                 try:
                     self._wav.close()
                 except OSError as exc:
-                    log.error("recording %s could not be closed: %s", self.path, exc)
+                    self.failed = True
+                    log.error("call %s: recording %s could not be closed: %s", self.call_id, self.path, exc)
                 self._wav = None
+                if (self.compress or self._key is not None) and self.path.suffix == ".wav" and self.path.exists():
+                    from recordings.atrest import seal
+
+                    try:
+                        self.path = seal(self.path, compress=self.compress, key=self._key)
+                    except (OSError, RuntimeError) as exc:
+                        log.error("call %s: recording %s kept as WAV; compressing/encrypting failed: %s",
+                                  self.call_id, self.path, exc)
+        return self.path
 
     @property
     def duration_s(self) -> float:

@@ -1,25 +1,62 @@
-"""CallStore: the call record and transcript, each write committed as it happens."""
+"""CallStore: the call record and transcript, each write committed as it happens.
+
+The schema is brought up to date by Alembic at start-up (recordings/migrate.py). Transcript lines have
+card numbers masked before they are stored, and are indexed for full-text search in the same transaction
+(recordings/search.py). With a journal directory, writes that cannot reach the database go to a local
+fsync'd journal and are written, in order and once, when it returns (recordings/journal.py).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import secrets
 import threading
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import create_engine, event, func, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import create_engine, event, exc, func, insert, select, text, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import sessionmaker
 
-from recordings.models import Base, Call, TranscriptLine
+from recordings.journal import Journal, encode, orphan_journals, read_entries
+from recordings.migrate import upgrade
+from recordings.models import (
+    AgentSession,
+    AgentStateChange,
+    Call,
+    Complaint,
+    DtmfRecord,
+    IntentRecord,
+    Leg,
+    QueueEntry,
+    SlotValue,
+    TranscriptLine,
+)
+from recordings.privacy import mask_dtmf, mask_secrets
+from recordings.textsearch import index_terms
 
 log = logging.getLogger(__name__)
+
+QUEUE_STATUSES = ("queued", "answered", "abandoned")
+COMPLAINT_STATUSES = ("open", "in_progress", "resolved", "closed")
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def aware(dt: datetime) -> datetime:
+    """SQLite hands datetimes back naive; they were written in UTC."""
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
 
 
 @dataclass(frozen=True)
@@ -50,26 +87,192 @@ class CallView:
     agent: str | None
     recording_path: str | None
     language: str
+    recording_deleted: bool = False
+
+
+@dataclass(frozen=True)
+class ComplaintView:
+    ticket: str
+    call_id: str | None
+    created_at: datetime
+    category: str
+    status: str
+    text: str
+
+
+def _is_unreachable(e: BaseException) -> bool:
+    """Errors that mean "the database is not there now" (journal and retry), not "this write is wrong"."""
+    if isinstance(e, exc.OperationalError | exc.InterfaceError):
+        return True
+    return isinstance(e, exc.DBAPIError) and bool(e.connection_invalidated)
 
 
 class CallStore:
-    """Blocking repository; the call session runs it off the event loop (one writer thread)."""
+    """Blocking repository; the call session runs it off the event loop (one writer thread).
 
-    def __init__(self, url: str) -> None:
+    journal_dir: where writes go while the database is unreachable (None: such writes raise).
+    retry_s: how often a journal waiting for the database tries it again.
+    """
+
+    def __init__(self, url: str, *, journal_dir: str | Path | None = None, retry_s: float = 1.0) -> None:
         self.url = url
+        kwargs: dict[str, Any] = {"future": True}
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, future=True)
+        elif url.startswith("postgresql"):
+            kwargs["pool_pre_ping"] = True  # a restarted server leaves dead pooled connections behind
+            kwargs["connect_args"] = {"connect_timeout": 3}
+        self.engine: Engine = create_engine(url, **kwargs)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        upgrade(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._seq_lock = threading.Lock()
         self._next_seq: dict[str, int] = {}  # this process's open calls: the next line number
+        self._queued_at: dict[str, datetime] = {}  # open queue entries: when they were queued
+        self._write_lock = threading.RLock()
+        self.retry_s = retry_s
+        self._journal: Journal | None = None
+        self._drainer: threading.Thread | None = None
+        self._closed = threading.Event()
+        self._ops: dict[str, Callable[..., Any]] = {
+            name.removeprefix("_op_"): getattr(self, name) for name in dir(self) if name.startswith("_op_")
+        }
+        if journal_dir is not None:
+            self._journal = Journal(journal_dir)
+            self._replay_orphans(Path(journal_dir))
+            if self._journal.count and not self.flush_journal():  # a dead process with our pid left it
+                self._start_drainer()
 
     def close(self) -> None:
+        self._closed.set()
+        if self._drainer is not None:
+            self._drainer.join(timeout=10)
+        if self._journal is not None:
+            self.flush_journal()
+            if self._journal.count:
+                log.error("records: %d writes still in %s; they are written at the next start-up",
+                          self._journal.count, self._journal.path)
+            self._journal.close()
         self.engine.dispose()
 
+    # -- the write path: database, or journal while it is away -------------------------------------
+    @property
+    def journal_pending(self) -> int:
+        """Writes waiting in the local journal for the database."""
+        return self._journal.count if self._journal is not None else 0
+
+    def _write(self, op: str, args: dict[str, Any]) -> Any:
+        fn = self._ops[op]
+        with self._write_lock:
+            if self._journal is None:
+                with self.engine.begin() as conn:
+                    return fn(conn, **args)
+            if self._journal.count == 0:
+                try:
+                    with self.engine.begin() as conn:
+                        return fn(conn, **args)
+                except Exception as e:
+                    if not _is_unreachable(e):
+                        raise
+                    log.error("records: database unreachable (%s); journalling to %s",
+                              str(e).splitlines()[0][:200], self._journal.path)
+            self._journal.append(op, args)
+            self._start_drainer()
+            return None
+
+    def _start_drainer(self) -> None:
+        if self._drainer is None or not self._drainer.is_alive():
+            self._drainer = threading.Thread(target=self._drain, name="records-journal", daemon=True)
+            self._drainer.start()
+
+    def _drain(self) -> None:
+        while not self._closed.wait(self.retry_s):
+            try:
+                if self.flush_journal():
+                    return
+            except Exception:
+                log.exception("records: writing the journal failed; trying again")
+
+    def flush_journal(self) -> bool:
+        """Writes the journal to the database if it is back; True when nothing is left waiting."""
+        if self._journal is None or self._journal.count == 0:
+            return True
+        try:  # probe without holding the write lock, so writers keep journalling meanwhile
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as e:
+            if _is_unreachable(e):
+                return False
+            raise
+        with self._write_lock:
+            entries = list(self._journal.entries())
+            try:
+                self._apply(entries)
+            except Exception as e:
+                if _is_unreachable(e):
+                    return False
+                # One entry the database refuses must not hold up the others: one at a time, and the
+                # refused ones are kept beside the journal for a person to look at.
+                log.error("records: journal replay refused (%s); writing entries one by one", e)
+                if not self._apply_each(entries, self._journal.path.with_suffix(".rejected.jsonl")):
+                    return False
+            self._journal.clear()
+        log.warning("records: database back; %d journalled writes written", len(entries))
+        return True
+
+    def _apply_each(self, entries: list[tuple[str, dict[str, Any]]], rejected: Path) -> bool:
+        for op, args in entries:
+            try:
+                self._apply([(op, args)])
+            except Exception as e:
+                if _is_unreachable(e):
+                    return False
+                call = args.get("call_id") or args.get("id") or args.get("values", {}).get("call_id", "")
+                log.error("call %s: journalled %s refused by the database, kept in %s: %s", call, op, rejected, e)
+                with open(rejected, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"op": op, "args": encode(args), "error": str(e)[:500]},
+                                       ensure_ascii=False) + "\n")
+        return True
+
+    def _apply(self, entries: list[tuple[str, dict[str, Any]]]) -> None:
+        """One transaction for the lot: all written or none (then tried again, idempotently)."""
+        with self.engine.begin() as conn:
+            for op, args in entries:
+                fn = self._ops.get(op)
+                if fn is None:
+                    log.error("records: journal entry with unknown operation %r skipped", op)
+                    continue
+                if op == "add_line":
+                    fn(conn, replay=True, **args)
+                else:
+                    fn(conn, **args)
+
+    def _replay_orphans(self, directory: Path) -> None:
+        own = self._journal.path if self._journal else None
+        for path, handle in orphan_journals(directory, own):
+            try:
+                entries = list(read_entries(path))
+                if entries:
+                    try:
+                        self._apply(entries)
+                    except Exception as e:
+                        if _is_unreachable(e):
+                            raise
+                        log.error("records: journal %s replay refused (%s); writing entries one by one", path, e)
+                        if not self._apply_each(entries, path.with_suffix(".rejected.jsonl")):
+                            log.error("records: journal %s kept for the next start-up: database unreachable", path)
+                            continue
+                    log.warning("records: %d writes from journal %s written", len(entries), path)
+                path.unlink()
+            except Exception as e:
+                if not _is_unreachable(e):
+                    raise
+                log.error("records: journal %s kept for the next start-up: database unreachable", path)
+            finally:
+                handle.close()
+
+    # -- calls and transcript lines -----------------------------------------------------------------
     def start_call(
         self,
         call_id: str,
@@ -80,26 +283,24 @@ class CallStore:
         worker: str = "",
         recording_path: str | None = None,
     ) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert(Call).values(
-                    id=call_id,
-                    sip_call_id=sip_call_id,
-                    caller=caller[:128],
-                    called=called[:128],
-                    started_at=utcnow(),
-                    worker=worker,
-                    recording_path=recording_path,
-                )
-            )
+        with self._seq_lock:
+            self._next_seq.setdefault(call_id, 1)
+        self._write("start_call", dict(id=call_id, sip_call_id=sip_call_id, caller=caller[:128],
+                                       called=called[:128], started_at=utcnow(), worker=worker,
+                                       recording_path=recording_path))
+
+    def _op_start_call(self, conn: Connection, **values: Any) -> None:
+        _insert_ignore(conn, Call, values, ["id"])
 
     def update_call(self, call_id: str, **fields: Any) -> None:
         allowed = {c.name for c in Call.__table__.columns} - {"id"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"unknown call fields: {sorted(unknown)}")
-        with self._sessions.begin() as db:
-            db.execute(update(Call).where(Call.id == call_id).values(**fields))
+        self._write("update_call", dict(call_id=call_id, fields=fields))
+
+    def _op_update_call(self, conn: Connection, call_id: str, fields: dict[str, Any]) -> None:
+        conn.execute(update(Call).where(Call.id == call_id).values(**fields))
 
     def add_line(
         self,
@@ -113,39 +314,49 @@ class CallStore:
         confidence: float | None = None,
         language: str = "",
     ) -> int:
-        """Appends a line and commits it; returns its sequence number within the call."""
+        """Appends a line (card numbers masked) and commits it; returns its sequence number in the call."""
+        values = dict(call_id=call_id, speaker=speaker, text=mask_secrets(text), start_s=round(start_s, 3),
+                      end_s=None if end_s is None else round(end_s, 3), intent=intent, confidence=confidence,
+                      language=language)
         # Core inserts, not ORM flushes: this runs for every line of every call (profiled: half the cost).
-        with self._seq_lock, self.engine.begin() as conn:
+        with self._seq_lock:
             seq = self._next_seq.get(call_id)
-            if seq is None:
-                last = conn.scalar(select(func.max(TranscriptLine.seq)).where(TranscriptLine.call_id == call_id))
-                seq = (last or 0) + 1
-            conn.execute(
-                insert(TranscriptLine).values(
-                    call_id=call_id,
-                    seq=seq,
-                    speaker=speaker,
-                    text=text,
-                    start_s=round(start_s, 3),
-                    end_s=None if end_s is None else round(end_s, 3),
-                    intent=intent,
-                    confidence=confidence,
-                    language=language,
-                )
-            )
-            self._next_seq[call_id] = seq + 1
-        return seq
+            if seq is None and (self._journal is None or self._journal.count == 0):
+                try:
+                    with self.engine.connect() as conn:
+                        last = conn.scalar(select(func.max(TranscriptLine.seq))
+                                           .where(TranscriptLine.call_id == call_id))
+                    seq = (last or 0) + 1
+                except Exception as e:
+                    if not _is_unreachable(e) or self._journal is None:
+                        raise
+            values["seq"] = seq  # None: unknown while the database is away; numbered at replay
+            self._write("add_line", values)
+            if seq is not None:
+                self._next_seq[call_id] = seq + 1
+        return seq or 0
+
+    def _op_add_line(self, conn: Connection, replay: bool = False, **values: Any) -> None:
+        if values.get("seq") is None:
+            last = conn.scalar(select(func.max(TranscriptLine.seq)).where(TranscriptLine.call_id == values["call_id"]))
+            values["seq"] = (last or 0) + 1
+        stmt = _insert_ignore_stmt(conn, TranscriptLine, ["call_id", "seq"]) if replay else insert(TranscriptLine)
+        line_id = conn.execute(stmt.values(**values).returning(TranscriptLine.id)).scalar()
+        if line_id is not None:
+            _index_line(conn, line_id, values["call_id"], values["text"])
 
     def end_call(self, call_id: str, *, outcome: str, end_reason: str) -> None:
         """Closes the record once; a second close keeps the first outcome."""
         with self._seq_lock:
             self._next_seq.pop(call_id, None)
-        with self._sessions.begin() as db:
-            db.execute(
-                update(Call)
-                .where(Call.id == call_id, Call.ended_at.is_(None))
-                .values(ended_at=utcnow(), outcome=outcome, end_reason=end_reason)
-            )
+        self._write("end_call", dict(call_id=call_id, outcome=outcome, end_reason=end_reason, at=utcnow()))
+
+    def _op_end_call(self, conn: Connection, call_id: str, outcome: str, end_reason: str, at: datetime) -> None:
+        conn.execute(
+            update(Call)
+            .where(Call.id == call_id, Call.ended_at.is_(None))
+            .values(ended_at=at, outcome=outcome, end_reason=end_reason)
+        )
 
     def close_interrupted(self, worker: str) -> int:
         """Closes calls a dead process left open; returns how many."""
@@ -157,26 +368,124 @@ class CallStore:
             )
             return int(getattr(result, "rowcount", 0) or 0)
 
+    def mark_recording_deleted(self, call_id: str) -> None:
+        self._write("update_call", dict(call_id=call_id, fields={"recording_deleted": True}))
+
+    # -- legs, intents, keys, queues, agents, complaints ---------------------------------------------
+    def add_leg(self, call_id: str, kind: str, *, sip_call_id: str = "", peer: str = "", codec: str = "") -> str:
+        """A SIP leg of the call (kind: caller or agent); returns its id for end_leg."""
+        leg_id = new_id()
+        self._write("insert", dict(table="legs", values=dict(
+            id=leg_id, call_id=call_id, kind=kind[:16], sip_call_id=sip_call_id[:255], peer=peer[:255],
+            codec=codec[:16], started_at=utcnow())))
+        return leg_id
+
+    def leg_answered(self, leg_id: str) -> None:
+        self._write("update", dict(table="legs", id=leg_id, values={"answered_at": utcnow()}))
+
+    def end_leg(self, leg_id: str, end_reason: str) -> None:
+        self._write("update", dict(table="legs", id=leg_id, values={"ended_at": utcnow(),
+                                                                     "end_reason": end_reason[:64]}))
+
+    def add_intent(self, call_id: str, intent: str, *, confidence: float | None = None,
+                   slots: dict[str, Any] | None = None, source: str = "speech", line_seq: int | None = None) -> str:
+        """An intent understood during the call, with its slots (values masked like transcript text)."""
+        intent_id = new_id()
+        self._write("add_intent", dict(
+            id=intent_id, call_id=call_id, at=utcnow(), intent=intent[:64], confidence=confidence,
+            source=source[:16], line_seq=line_seq,
+            slots={str(k)[:64]: mask_secrets(str(v)) for k, v in (slots or {}).items()}))
+        return intent_id
+
+    def _op_add_intent(self, conn: Connection, slots: dict[str, str], **values: Any) -> None:
+        if _insert_ignore(conn, IntentRecord, values, ["id"]) and slots:
+            conn.execute(insert(SlotValue), [{"intent_id": values["id"], "name": k, "value": v}
+                                             for k, v in slots.items()])
+
+    def add_dtmf(self, call_id: str, digits: str, *, secret: bool = False) -> None:
+        """Keys pressed; during secret entry (PIN, card number) only '*' per key is stored."""
+        self._write("insert", dict(table="dtmf", values=dict(
+            id=new_id(), call_id=call_id, at=utcnow(), digits=mask_dtmf(digits[:64], secret), secret=secret)))
+
+    def queue_entered(self, call_id: str, queue: str) -> str:
+        """The call joins a queue; returns the entry id for queue_left."""
+        entry_id, now = new_id(), utcnow()
+        self._queued_at[entry_id] = now
+        self._write("insert", dict(table="queue_entries", values=dict(
+            id=entry_id, call_id=call_id, queue=queue[:64], status="queued", queued_at=now)))
+        return entry_id
+
+    def queue_left(self, entry_id: str, status: str, *, agent: str | None = None) -> None:
+        """The call left the queue: answered (by agent) or abandoned; the wait is recorded."""
+        if status not in ("answered", "abandoned"):
+            raise ValueError(f"queue entry status must be answered or abandoned, not {status!r}")
+        now = utcnow()
+        since = self._queued_at.pop(entry_id, None)
+        values: dict[str, Any] = {"status": status, "left_at": now, "agent": agent}
+        if since is not None:
+            values["wait_s"] = round((now - since).total_seconds(), 3)
+        self._write("update", dict(table="queue_entries", id=entry_id, values=values))
+
+    def agent_login(self, agent: str) -> str:
+        session_id = new_id()
+        now = utcnow()
+        self._write("insert", dict(table="agent_sessions", values=dict(id=session_id, agent=agent[:128],
+                                                                        started_at=now)))
+        self.agent_state(agent, "ready", reason="login", session_id=session_id)
+        return session_id
+
+    def agent_state(self, agent: str, state: str, *, reason: str = "", session_id: str | None = None) -> None:
+        self._write("insert", dict(table="agent_states", values=dict(
+            id=new_id(), session_id=session_id, agent=agent[:128], at=utcnow(), state=state[:32], reason=reason[:64])))
+
+    def agent_logout(self, session_id: str, agent: str) -> None:
+        self.agent_state(agent, "logged_out", reason="logout", session_id=session_id)
+        self._write("update", dict(table="agent_sessions", id=session_id, values={"ended_at": utcnow()}))
+
+    def add_complaint(self, category: str, text: str, *, call_id: str | None = None) -> str:
+        """Files a complaint; returns its ticket number (C-YYYYMMDD-XXXXXX)."""
+        now = utcnow()
+        ticket = f"C-{now:%Y%m%d}-{secrets.token_hex(3).upper()}"
+        self._write("insert", dict(table="complaints", values=dict(
+            id=new_id(), ticket=ticket, call_id=call_id, created_at=now, category=category[:64] or "other",
+            status="open", text=mask_secrets(text))))
+        return ticket
+
+    def set_complaint_status(self, ticket: str, status: str) -> None:
+        if status not in COMPLAINT_STATUSES:
+            raise ValueError(f"complaint status must be one of {', '.join(COMPLAINT_STATUSES)}, not {status!r}")
+        with self.engine.begin() as conn:
+            n = conn.execute(update(Complaint).where(Complaint.ticket == ticket).values(status=status)).rowcount
+        if not n:
+            raise KeyError(f"no complaint {ticket!r}")
+
+    def complaints(self, *, call_id: str | None = None, limit: int = 100) -> list[ComplaintView]:
+        q = select(Complaint).order_by(Complaint.created_at.desc()).limit(limit)
+        if call_id:
+            q = q.where(Complaint.call_id == call_id)
+        with self._sessions() as db:
+            return [ComplaintView(c.ticket, c.call_id, aware(c.created_at), c.category, c.status, c.text)
+                    for c in db.scalars(q)]
+
+    _TABLES: ClassVar[dict[str, Any]] = {
+        "legs": Leg, "dtmf": DtmfRecord, "queue_entries": QueueEntry, "agent_sessions": AgentSession,
+        "agent_states": AgentStateChange, "complaints": Complaint,
+    }
+
+    def _op_insert(self, conn: Connection, table: str, values: dict[str, Any]) -> None:
+        _insert_ignore(conn, self._TABLES[table], values, ["id"])
+
+    def _op_update(self, conn: Connection, table: str, id: str, values: dict[str, Any]) -> None:
+        model = self._TABLES[table]
+        conn.execute(update(model).where(model.id == id).values(**values))
+
+    # -- reading ----------------------------------------------------------------------------------------
     def get_call(self, call_id: str) -> CallView | None:
         with self._sessions() as db:
             c = db.get(Call, call_id)
             if c is None:
                 return None
-            return CallView(
-                id=c.id,
-                sip_call_id=c.sip_call_id,
-                caller=c.caller,
-                called=c.called,
-                started_at=c.started_at,
-                ended_at=c.ended_at,
-                outcome=c.outcome,
-                end_reason=c.end_reason,
-                last_intent=c.last_intent,
-                queue=c.queue,
-                agent=c.agent,
-                recording_path=c.recording_path,
-                language=c.language,
-            )
+            return _call_view(c)
 
     def get_transcript(self, call_id: str) -> list[LineView]:
         with self._sessions() as db:
@@ -196,8 +505,59 @@ class CallStore:
 
     def recent_calls(self, limit: int = 20) -> list[CallView]:
         with self._sessions() as db:
-            ids = db.scalars(select(Call.id).order_by(Call.started_at.desc()).limit(limit)).all()
-        return [v for v in (self.get_call(i) for i in ids) if v is not None]
+            return [_call_view(c) for c in db.scalars(select(Call).order_by(Call.started_at.desc()).limit(limit))]
+
+
+def _call_view(c: Call) -> CallView:
+    return CallView(
+        id=c.id,
+        sip_call_id=c.sip_call_id,
+        caller=c.caller,
+        called=c.called,
+        started_at=c.started_at,
+        ended_at=c.ended_at,
+        outcome=c.outcome,
+        end_reason=c.end_reason,
+        last_intent=c.last_intent,
+        queue=c.queue,
+        agent=c.agent,
+        recording_path=c.recording_path,
+        language=c.language,
+        recording_deleted=bool(c.recording_deleted),
+    )
+
+
+def _insert_ignore_stmt(conn: Connection, model: Any, keys: list[str]) -> Any:
+    """INSERT that does nothing when a row with the same key exists (journal replays are idempotent)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(model).on_conflict_do_nothing(index_elements=keys)
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(model).on_conflict_do_nothing(index_elements=keys)
+    return insert(model)
+
+
+def _insert_ignore(conn: Connection, model: Any, values: dict[str, Any], keys: list[str]) -> bool:
+    """Returns True when the row was inserted (False: it was there already)."""
+    result = conn.execute(_insert_ignore_stmt(conn, model, keys).values(**values))
+    return bool(result.rowcount)
+
+
+INDEX_LINE_SQL = {
+    "sqlite": text("INSERT INTO transcript_fts(rowid, terms) VALUES (:id, :terms)"),
+    "postgresql": text("INSERT INTO transcript_search(line_id, call_id, tsv) "
+                       "VALUES (:id, :call_id, to_tsvector('simple', :terms))"),
+}
+
+
+def _index_line(conn: Connection, line_id: int, call_id: str, text_: str) -> None:
+    """Adds a line to the full-text index (recordings/search.py), in the transaction that stored it."""
+    stmt = INDEX_LINE_SQL.get(conn.dialect.name)
+    if stmt is not None:
+        conn.execute(stmt, {"id": line_id, "call_id": call_id, "terms": index_terms(text_)})
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -1,0 +1,1 @@
+"""Alembic migrations of the call database, run programmatically by recordings.migrate (no alembic.ini)."""
