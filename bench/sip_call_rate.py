@@ -84,6 +84,12 @@ def log_problems(server: Server, start: int = 0) -> tuple[int, int, int]:
     return len(re.findall(r" ERROR ", text)), text.count("Traceback"), start + len(text.encode())
 
 
+def refused_503(server: Server, start: int, end: int) -> int:
+    """INVITEs the hotline refused with 503 (overload: loop lag or max_calls) between two log offsets."""
+    text = server.log_path.read_bytes()[start:end].decode(errors="replace")
+    return sum(int(n) for n in re.findall(r"refused (\d+) new calls in the last second with 503", text))
+
+
 # --------------------------------------------------------------------------------- sipp
 
 
@@ -103,6 +109,7 @@ class Step:
     errors: int
     rc: int
     load: str
+    refused: int = 0
 
 
 def _buckets(row: dict[str, str]) -> str:
@@ -161,6 +168,7 @@ def main() -> int:
     ap.add_argument("--hold-ms", type=int, default=500, help="sipp -d: how long each call is held before BYE")
     ap.add_argument("--max-calls", type=int, default=3000, help="upper bound of calls per step")
     ap.add_argument("--sip-max-calls", type=int, default=1000, help="the hotline's sip.max_calls for the run")
+    ap.add_argument("--max-cps", type=float, default=0, help="the hotline's sip.max_cps (0: off): calls/s admitted")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (hotline log, sipp stats)")
     args = ap.parse_args()
     if shutil.which("sipp") is None:
@@ -169,7 +177,9 @@ def main() -> int:
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
     tmp = Path(tempfile.mkdtemp(prefix="hotline-bench-rate-"))
     print(f"starting hotline serve (data in {tmp}) ...", file=sys.stderr)
-    server = start_hotline(tmp, sip__max_calls=args.sip_max_calls)
+    # per-source INVITE limit off: sipp is one source, and this measures capacity, not the flood guard
+    server = start_hotline(tmp, sip__max_calls=args.sip_max_calls, sip__invite_rate=1e6, sip__invite_burst=1e6,
+                           sip__max_cps=args.max_cps)
     steps: list[Step] = []
     try:
         time.sleep(1.0)
@@ -179,8 +189,10 @@ def main() -> int:
             print(f"rate {rate:g}/s: {calls} calls ...", file=sys.stderr)
             step = run_sipp(server, rate, calls, args.hold_ms, tmp)
             time.sleep(3.0)  # let the sessions write their closing records
+            before = pos
             errors, tracebacks, pos = log_problems(server, pos)
             step.errors = errors + tracebacks
+            step.refused = refused_503(server, before, pos)
             steps.append(step)
             if server.proc.poll() is not None:
                 print("hotline exited!", file=sys.stderr)
@@ -199,15 +211,16 @@ def main() -> int:
     print("Signalling rate only: sipp's uac scenario sends no RTP (the hotline still answers, records the call "
           "and plays its greeting as RTP; no speech recognition runs).\n")
     print("| offered calls/s | calls | completed | failed | achieved calls/s | INVITE->200 | retransmissions"
-          " | hotline CPU (% of one core) | hotline RSS MB | sipp CPU % | hotline log errors | load avg before"
-          " | meets target |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          " | refused 503 (overload) | hotline CPU (% of one core) | hotline RSS MB | sipp CPU % | hotline log errors"
+          " | load avg before | meets target |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in steps:
         meets = "yes" if s.failed == 0 and s.ok == s.calls and s.achieved >= min(TARGET_RATE, s.rate) * 0.95 else "no"
         if s.rate < TARGET_RATE:
             meets += " (below target rate)"
         print(f"| {s.rate:g} | {s.calls} | {s.ok} | {s.failed} | {s.achieved:.0f} | {s.setup} | {s.retrans} "
-              f"| {s.cpu_pct:.0f}% | {s.rss_mb:.0f} | {s.sipp_cpu_pct:.0f}% | {s.errors} | {s.load} | {meets} |")
+              f"| {s.refused} | {s.cpu_pct:.0f}% | {s.rss_mb:.0f} | {s.sipp_cpu_pct:.0f}% | {s.errors} | {s.load} "
+              f"| {meets} |")
     bad = [s for s in steps if s.rate >= TARGET_RATE and (s.failed or s.ok < s.calls)]
     return 1 if bad else 0
 

@@ -8,12 +8,14 @@ import ipaddress
 import logging
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .dtmf import parse_info_body
+from .guard import AllowList, LoopBusy, RateLimiter, udp_rx_queue
 from .leg import CallLeg, _RtpProtocol
+from .registrar import ALGORITHMS, Registrar, digest_response, parse_digest
 from .sdp import (
     DEFAULT_TE_PT,
     MediaDescription,
@@ -41,6 +43,7 @@ __all__ = ["CallFailed", "SipEndpoint"]
 log = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+ALLOW_WITH_REGISTER = ALLOW + ", REGISTER"
 KNOWN_UNSUPPORTED = frozenset({"REGISTER", "SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "REFER", "UPDATE", "PRACK"})
 Addr = tuple[str, int]
 
@@ -119,7 +122,12 @@ class SipEndpoint:
 
     def __init__(self, host: str, port: int, *, max_calls: int = 200, rtp_ports: tuple[int, int] = (20000, 40000),
                  user_agent: str = "hotline", answer_delay: float = 0.0, rtp_timeout: float = 30.0,
-                 public_host: str | None = None) -> None:
+                 public_host: str | None = None, max_message_bytes: int = 16384, allow: Iterable[str] = (),
+                 invite_rate: float = 250.0, invite_burst: float = 500.0, register_rate: float = 20.0,
+                 register_burst: float = 40.0, max_loop_lag: float | None = None,
+                 max_loop_busy: float | None = None, max_cps: float | None = None, cps_burst: float = 250.0,
+                 max_rx_queue: int | None = None,
+                 retry_after: int = 5, registrar: Registrar | None = None) -> None:
         self.host = host
         self.port = port
         self.max_calls = max_calls
@@ -144,7 +152,33 @@ class SipEndpoint:
         self._next_rtp = secrets.randbelow(max(1, (rtp_ports[1] - rtp_ports[0]) // 2))
         self._now = 0.0
         self._closing = False
-        self.stats = {"rx_datagrams": 0, "malformed": 0, "calls_in": 0, "calls_out": 0, "busy": 0}
+        # admission control (docs/SECURITY.md)
+        self.max_message_bytes = max_message_bytes  # bigger UDP datagrams are dropped before parsing
+        self.allow = AllowList(allow)  # trunks that may place calls (empty: everybody); others get 403
+        self.invite_limiter = RateLimiter(invite_rate, invite_burst)
+        self.register_limiter = RateLimiter(register_rate, register_burst, reply_budget=0.0)
+        self.max_loop_lag = max_loop_lag  # new INVITEs get 503 while the loop lags more (s, smoothed; None: off)
+        self.retry_after = retry_after  # seconds, in the Retry-After of our 503s
+        self.loop_lag = 0.0  # smoothed lateness of the 20 ms media ticker: how late the event loop runs
+        self.loop_lag_max = 0.0  # the worst single lateness seen (reset by whoever reads it)
+        self.max_loop_busy = max_loop_busy  # new INVITEs get 503 while the loop is busier (0-1, smoothed; None: off)
+        self.loop_busy = 0.0  # share of time the loop is not idle in select(), smoothed over ~1 s
+        self._busy_meter: LoopBusy | None = None
+        self._busy_mark = (0.0, 0.0)
+        # new calls per second over all sources (the worker's measured capacity; None: off): 503 beyond
+        self.cps_limiter = RateLimiter(max_cps, cps_burst, reply_budget=1e9) if max_cps else None
+        # bytes of SIP waiting in the kernel's socket queue (read twice a second from /proc/net/udp): over
+        # max_rx_queue new INVITEs get 503 until it is below half of it (None: off)
+        self.max_rx_queue = max_rx_queue
+        self.rx_queue = 0
+        self._backlogged = False
+        self.registrar = registrar
+        self._draining = False
+        self._leg_gone = asyncio.Event()  # set whenever a call leg is forgotten (drain() waits on it)
+        self._refused: dict[str, int] = {}  # new calls refused with 503 since the last summary, by reason
+        self.stats = {"rx_datagrams": 0, "malformed": 0, "calls_in": 0, "calls_out": 0, "busy": 0,
+                      "oversized": 0, "overload": 0, "draining": 0, "forbidden": 0, "rate_limited": 0,
+                      "flood_dropped": 0}
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -154,8 +188,40 @@ class SipEndpoint:
         self._transport = transport
         self.port = transport.get_extra_info("sockname")[1]
         self._now = loop.time()
+        if self.max_loop_busy is not None:
+            self._busy_meter = LoopBusy.of(loop)
+            if self._busy_meter is None:
+                log.warning("this event loop cannot be measured for busyness; sip max_loop_busy is not applied")
+            else:
+                self._busy_mark = self._busy_meter.mark()
         self._ticker = asyncio.create_task(self._tick_loop(), name=f"sip-ticker-{self.port}")
         log.info("SIP endpoint listening on udp %s:%d", self.host, self.port)
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    async def drain(self, timeout: float, abort: asyncio.Event | None = None) -> int:
+        """Graceful shutdown, first half: new INVITEs get 503 from now on; waits until every call in
+        progress has ended, ``timeout`` seconds pass or ``abort`` is set. Returns the calls still up
+        (``stop()`` then ends them with BYE)."""
+        self._draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        log.info("SIP endpoint on port %d draining: %d calls in progress, up to %.0f s", self.port,
+                 len(self._legs) + self._pending, timeout)
+        while (self._legs or self._pending) and loop.time() < deadline and not (abort and abort.is_set()):
+            self._leg_gone.clear()
+            waits = [asyncio.ensure_future(self._leg_gone.wait())]
+            if abort is not None:
+                waits.append(asyncio.ensure_future(abort.wait()))
+            _done, pending = await asyncio.wait(waits, timeout=min(0.5, max(0.0, deadline - loop.time())),
+                                                return_when=asyncio.FIRST_COMPLETED)
+            for f in pending:
+                f.cancel()
+        left = len(self._legs) + self._pending
+        log.info("SIP endpoint on port %d drained: %d calls left", self.port, left)
+        return left
 
     async def stop(self) -> None:
         """BYE every call, stop call tasks, close sockets."""
@@ -168,6 +234,9 @@ class SipEndpoint:
         legs = list(self._legs.values())
         if legs:
             await asyncio.gather(*(leg.hangup() for leg in legs), return_exceptions=True)
+        calls = [t for t in self._tasks if t.get_name().startswith("call-") and not t.done()]
+        if calls:  # the calls' handlers see their legs end: let them finish (close records) before cancelling
+            await asyncio.wait(calls, timeout=3.0)
         for t in list(self._tasks):
             t.cancel()
         if self._tasks:
@@ -212,16 +281,35 @@ class SipEndpoint:
             delay = nxt - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+                # loop lag: how much later than asked the loop let us run (only after a real wait; the
+                # catch-up ticks that follow a stall are not new samples)
+                late = max(0.0, loop.time() - nxt)
+                self.loop_lag += (late - self.loop_lag) * 0.25
+                if late > self.loop_lag_max:
+                    self.loop_lag_max = late
             elif delay < -0.2:
                 log.warning("media ticker on port %d fell %.0f ms behind; resynchronising", self.port, -delay * 1000)
                 nxt = loop.time()
+                self.loop_lag += (-delay - self.loop_lag) * 0.25
+                self.loop_lag_max = max(self.loop_lag_max, -delay)
             self._now = loop.time()
             for leg in tuple(self._media.values()):
+                if not leg.acked.is_set():
+                    continue  # no media before the ACK of our 2xx: a caller who gave up costs no RTP
                 try:
                     leg._tick()
                 except Exception:
                     log.exception("call %s: media tick failed", leg.call_id)
             n += 1
+            if n % 25 == 0 and self.max_rx_queue is not None:
+                self._check_backlog()
+            if n % 25 == 0 and self._busy_meter is not None:  # every 0.5 s, smoothed over ~1 s
+                busy, self._busy_mark = self._busy_meter.busy_since(self._busy_mark)
+                self.loop_busy += (busy - self.loop_busy) * 0.5
+            if n % 50 == 0 and self._refused:
+                log.warning("refused %d new calls in the last second with 503 (%s)", sum(self._refused.values()),
+                            ", ".join(f"{k} {v}" for k, v in sorted(self._refused.items())))
+                self._refused = {}
             if n % 50 == 0 and self.rtp_timeout > 0:
                 for leg in tuple(self._media.values()):
                     if not leg.on_hold and self._now - leg.last_rx > self.rtp_timeout:
@@ -253,6 +341,7 @@ class SipEndpoint:
         self._media.pop(leg.call_id, None)
         if self._legs.get(leg.call_id) is leg:
             del self._legs[leg.call_id]
+        self._leg_gone.set()
 
     # ------------------------------------------------------------------ datagrams
     def _send(self, data: bytes, addr: Addr) -> None:
@@ -261,6 +350,12 @@ class SipEndpoint:
 
     def _on_datagram(self, data: bytes, addr: Addr) -> None:
         self.stats["rx_datagrams"] += 1
+        if len(data) > self.max_message_bytes:
+            # before parsing: a 64 KB datagram of short headers costs the loop ~10-20 ms to parse
+            self.stats["oversized"] += 1
+            log.debug("dropped a %d-byte datagram from %s:%d (max_message_bytes=%d)", len(data), addr[0], addr[1],
+                      self.max_message_bytes)
+            return
         if not data.strip(b"\r\n\x00 "):
             return  # keep-alive
         try:
@@ -361,6 +456,8 @@ class SipEndpoint:
             if old.last is not None:
                 self._send(old.last, addr)
             return
+        if req.method in ("INVITE", "REGISTER") and not self._admit(req, addr):
+            return
         tx = _ServerTx(addr, request=req)
         self._server_tx[key] = tx
         asyncio.get_running_loop().call_later(64 * T1 + 5, self._server_tx.pop, key, None)
@@ -374,12 +471,97 @@ class SipEndpoint:
             "INVITE": self._on_invite, "BYE": self._on_bye, "CANCEL": self._on_cancel,
             "OPTIONS": self._on_options, "INFO": self._on_info,
         }.get(req.method)
+        if req.method == "REGISTER" and self.registrar is not None:
+            handler = self._on_register
+        allow = ALLOW_WITH_REGISTER if self.registrar is not None else ALLOW
         if handler is not None:
             handler(tx, req, key)
         elif req.method in KNOWN_UNSUPPORTED:
-            self._reply(tx, req, 405, "Method Not Allowed", extra=(("Allow", ALLOW),))
+            self._reply(tx, req, 405, "Method Not Allowed", extra=(("Allow", allow),))
         else:
-            self._reply(tx, req, 501, "Not Implemented", extra=(("Allow", ALLOW),))
+            self._reply(tx, req, 501, "Not Implemented", extra=(("Allow", allow),))
+
+    def _admit(self, req: SipRequest, addr: Addr) -> bool:
+        """Allow-list and per-source rate limits for a new INVITE or REGISTER transaction (docs/SECURITY.md).
+        False: already answered (403/503) or dropped."""
+        if req.method == "INVITE":
+            if parse_name_addr(req.get("To") or "").tag:
+                return True  # re-INVITE inside a dialog we hold: not a new call
+            if not self.allow.allows(addr[0]):
+                self.stats["forbidden"] += 1
+                log.warning("call %s: INVITE from %s:%d, not in sip.allow; 403", req.call_id, addr[0], addr[1])
+                self._send(self._response(req, 403, "Forbidden").to_bytes(), addr)
+                return False
+            limiter = self.invite_limiter
+        else:
+            limiter = self.register_limiter
+        verdict = limiter.check(addr[0])
+        if verdict == "ok":
+            if req.method == "INVITE" and (reason := self._refusal()):
+                self._refuse(req, addr, reason)
+                return False
+            return True
+        if verdict == "reject":
+            self.stats["rate_limited"] += 1
+            log.warning("call %s: %s from %s:%d over its rate limit; 503", req.call_id, req.method, addr[0], addr[1])
+            self._send(self._response(req, 503, "Service Unavailable", to_tag=secrets.token_hex(6),
+                                      extra=(("Retry-After", str(limiter.retry_after())),)).to_bytes(), addr)
+        else:
+            self.stats["flood_dropped"] += 1
+            if self.stats["flood_dropped"] % 1000 == 1:
+                log.warning("%s flood from %s:%d: dropping requests over the rate limit (%d so far)", req.method,
+                            addr[0], addr[1], self.stats["flood_dropped"])
+        return False
+
+    def _check_backlog(self) -> None:
+        """Twice a second: SIP waiting in the kernel queue (we read slower than INVITEs arrive)."""
+        assert self.max_rx_queue is not None
+        self.rx_queue = udp_rx_queue(self.port) or 0
+        if self.rx_queue > self.max_rx_queue:
+            if not self._backlogged:
+                log.warning("SIP socket on port %d has %d bytes waiting: new calls get 503 until it drains",
+                            self.port, self.rx_queue)
+            self._backlogged = True
+        elif self.rx_queue < self.max_rx_queue // 2:
+            self._backlogged = False
+
+    def _refusal(self) -> str:
+        """Why a new call cannot be taken now ("" if it can): draining/stopping, max_calls, loop lag."""
+        if self._closing or self._draining:
+            return "draining"
+        if len(self._legs) + self._pending >= self.max_calls:
+            return "busy"
+        if self.max_loop_lag is not None and self.loop_lag > self.max_loop_lag:
+            return "overload"
+        if self.max_loop_busy is not None and self.loop_busy > self.max_loop_busy:
+            return "overload"
+        if self._backlogged:
+            return "overload"
+        if self.cps_limiter is not None and self.cps_limiter.check("*") != "ok":
+            return "overload"
+        return ""
+
+    def _refuse(self, req: SipRequest, addr: Addr, reason: str) -> None:
+        """A stateless 503 + Retry-After (no transaction, no retransmission timer: a refusal under overload
+        must cost little; a lost 503 is answered again when the INVITE is retransmitted). 503 and not 486:
+        docs/SECURITY.md. Logged once, then summed up once a second by the ticker."""
+        self.stats[reason] = self.stats.get(reason, 0) + 1
+        if not self._refused:
+            detail = {"busy": f"over max_calls={self.max_calls}", "draining": "draining",
+                      "overload": f"overload: event loop {self.loop_lag * 1000:.0f} ms late, {self.loop_busy:.0%} "
+                                  f"busy, {self.rx_queue} bytes queued in the socket, or over max_cps="
+                                  f"{self.cps_limiter.rate if self.cps_limiter else '-'}"
+                      }[reason]
+            log.warning("call %s: %s; 503 (further refusals are summed up once a second)", req.call_id, detail)
+        self._refused[reason] = self._refused.get(reason, 0) + 1
+        self._send(self._response(req, 503, "Service Unavailable", to_tag=secrets.token_hex(6),
+                                  extra=(("Retry-After", str(self.retry_after)),)).to_bytes(), addr)
+
+    def _on_register(self, tx: _ServerTx, req: SipRequest, key: tuple[str, str]) -> None:
+        assert self.registrar is not None
+        result = self.registrar.handle(req, tx.addr)
+        self._reply(tx, req, result.status, result.reason, to_tag=secrets.token_hex(6),
+                    extra=tuple(result.headers))
 
     def _on_options(self, tx: _ServerTx, req: SipRequest, key: tuple[str, str]) -> None:
         self._reply(tx, req, 200, "OK", to_tag=secrets.token_hex(6), contact=True,
@@ -472,16 +654,11 @@ class SipEndpoint:
         if req.get("Require"):
             self._reply(tx, req, 420, "Bad Extension", extra=(("Unsupported", req.get("Require") or ""),))
             return
-        if self._closing:
-            self._reply(tx, req, 503, "Service Unavailable")
+        if self._closing:  # (capacity, overload and draining are refused earlier, statelessly: _admit)
+            self._reply(tx, req, 503, "Service Unavailable", extra=(("Retry-After", str(self.retry_after)),))
             return
         if self.on_call is None:
             self._reply(tx, req, 480, "Temporarily Unavailable")
-            return
-        if len(self._legs) + self._pending >= self.max_calls:
-            self.stats["busy"] += 1
-            log.warning("call %s: over max_calls=%d; 486", req.call_id, self.max_calls)
-            self._reply(tx, req, 486, "Busy Here")
             return
         if req.call_id in self._legs:
             self._reply(tx, req, 482, "Loop Detected")
@@ -673,7 +850,7 @@ class SipEndpoint:
         req = leg._make_request("INFO")
         req.add("Content-Type", "application/dtmf-relay")
         req.body = f"Signal={digit}\r\nDuration=160\r\n".encode()
-        log.info("call %s: sending DTMF %s (SIP INFO)", leg.call_id, digit)
+        log.info("call %s: sending a DTMF key (SIP INFO)", leg.call_id)  # never the digit: PINs, card numbers
         self._start_client_tx(req, leg.peer_addr)
 
     async def _resolve(self, host: str, port: int) -> Addr:
@@ -763,6 +940,53 @@ class SipEndpoint:
             self._pending -= 1
             self._dialing.pop(call_id, None)
 
+    async def register(self, registrar: str, user: str, password: str, *, expires: int = 3600,
+                       timeout: float = 5.0) -> int:
+        """Register ``sip:user@<registrar host>`` with our contact at ``registrar`` (UAC side, digest auth:
+        SHA-256 preferred, MD5). Returns the granted expiry in seconds (0 for an unregister); raises
+        CallFailed with the final status otherwise. No automatic refresh: call it again before expiry."""
+        if self._transport is None:
+            raise CallFailed(503, "endpoint not started")
+        target = parse_uri(registrar)
+        dest = await self._resolve(target.host, target.port or 5060)
+        aor = f"sip:{user}@{target.host}" + (f":{target.port}" if target.port else "")
+        call_id = f"{secrets.token_hex(12)}@{self.advertised_host}"
+        tag = secrets.token_hex(6)
+        auth = ""
+        for cseq in range(1, 4):
+            req = SipRequest(method="REGISTER", uri=registrar)
+            req.add("Via", f"SIP/2.0/UDP {self.advertised_host}:{self.port};branch={new_branch()};rport")
+            req.add("Max-Forwards", "70")
+            req.add("From", f"<{aor}>;tag={tag}")
+            req.add("To", f"<{aor}>")
+            req.add("Call-ID", call_id)
+            req.add("CSeq", f"{cseq} REGISTER")
+            req.add("Contact", f"<sip:{user}@{self.advertised_host}:{self.port}>")
+            req.add("Expires", str(expires))
+            if auth:
+                req.add("Authorization", auth)
+            req.add("User-Agent", self.user_agent)
+            tx = self._start_client_tx(req, dest)
+            try:
+                resp = await asyncio.wait_for(asyncio.shield(tx.final()), timeout)
+            except (TimeoutError, TransactionTimeout) as exc:
+                tx.stop()
+                raise CallFailed(408, "no answer to REGISTER") from exc
+            if resp.status == 401 and cseq < 3:
+                auth = _digest_answer(resp.get_all("WWW-Authenticate"), user, password, registrar)
+                if auth:
+                    continue
+            if resp.status >= 300:
+                raise CallFailed(resp.status, resp.reason)
+            granted = 0
+            for c in resp.get_all("Contact"):
+                na = parse_name_addr(c)
+                if parse_uri(na.uri).port == self.port:
+                    granted = int(na.params.get("expires") or expires)
+            log.info("registered %s at %s for %d s", aor, registrar, granted)
+            return granted
+        raise CallFailed(401, "Unauthorized")
+
     async def _accept_2xx(self, leg: CallLeg, req: SipRequest, resp: SipResponse, dest: Addr) -> None:
         to = resp.get("To") or ""
         leg.remote_header = to
@@ -823,6 +1047,28 @@ class SipEndpoint:
         except (TimeoutError, TransactionTimeout):
             tx.stop()
             return None
+
+
+def _digest_answer(challenges: list[str], user: str, password: str, uri: str) -> str:
+    """An Authorization value for the best challenge we can answer (SHA-256 before MD5), or ""."""
+    parsed = []
+    for c in challenges:
+        try:
+            p = parse_digest(c)
+        except ParseError:
+            continue
+        alg = p.get("algorithm", "MD5").upper()
+        if alg in ALGORITHMS and "auth" in [q.strip() for q in p.get("qop", "auth").split(",")]:
+            parsed.append((0 if alg == "SHA-256" else 1, alg, p))
+    if not parsed:
+        return ""
+    _rank, alg, p = min(parsed, key=lambda t: t[0])
+    cnonce = secrets.token_hex(8)
+    resp = digest_response(alg, user, p.get("realm", ""), password, "REGISTER", uri, p.get("nonce", ""),
+                           "00000001", cnonce, "auth")
+    opaque = f', opaque="{p["opaque"]}"' if "opaque" in p else ""
+    return (f'Digest username="{user}", realm="{p.get("realm", "")}", nonce="{p.get("nonce", "")}", uri="{uri}", '
+            f'response="{resp}", algorithm={alg}, cnonce="{cnonce}", qop=auth, nc=00000001{opaque}')
 
 
 def _kind(msg: SipMessage) -> str:

@@ -208,7 +208,7 @@ class CallLeg:
         self._wake.set()
 
     def _push_dtmf(self, digit: str, method: Literal["rfc4733", "info"]) -> None:
-        log.info("call %s: DTMF %s received (%s)", self.call_id, digit, method)
+        log.info("call %s: DTMF key received (%s)", self.call_id, method)  # never the digit: PINs, card numbers
         self._push(DtmfDigit(digit, method))
         for fn in list(self.dtmf_listeners):
             try:
@@ -267,8 +267,7 @@ class CallLeg:
         if self._dtmf_cur is None and self._dtmf_queue and self._dtmf_gap <= 0 and self.te_pt is not None:
             self._dtmf_cur = DtmfSender(self._dtmf_queue.popleft())
             self._dtmf_ts = ts
-            log.info("call %s: sending DTMF %s (rfc4733, pt %d)", self.call_id, DIGITS[self._dtmf_cur.event],
-                     self.te_pt)
+            log.info("call %s: sending a DTMF key (rfc4733, pt %d)", self.call_id, self.te_pt)  # not the digit
         if self._dtmf_cur is not None and self.te_pt is not None:
             nxt = self._dtmf_cur.next_packet()
             if nxt is not None:

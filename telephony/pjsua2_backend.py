@@ -198,7 +198,7 @@ class Pjsua2Leg:
             self._wake.set()
             return
         assert isinstance(item, DtmfDigit)
-        log.info("call %s: DTMF %s received (%s)", self.call_id, item.digit, item.method)
+        log.info("call %s: DTMF key received (%s)", self.call_id, item.method)  # never the digit: PINs, card numbers
         self._in.append(item)
         self._wake.set()
         for fn in list(self.dtmf_listeners):
@@ -704,11 +704,11 @@ class Pjsua2Endpoint:
             prm.method = pj.PJSUA_DTMF_METHOD_RFC2833
             try:
                 call.sendDtmf(prm)
-                log.info("call %s: sending DTMF %s (rfc4733)", leg.call_id, digits)
+                log.info("call %s: sending %d DTMF keys (rfc4733)", leg.call_id, len(digits))
             except pj.Error:
                 prm.method = pj.PJSUA_DTMF_METHOD_SIP_INFO
                 call.sendDtmf(prm)
-                log.info("call %s: sending DTMF %s (SIP INFO)", leg.call_id, digits)
+                log.info("call %s: sending %d DTMF keys (SIP INFO)", leg.call_id, len(digits))
 
         def done(f: asyncio.Future[None]) -> None:
             if not f.cancelled() and f.exception() is not None:

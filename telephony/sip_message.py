@@ -25,6 +25,7 @@ __all__ = [
 ]
 
 MAX_MESSAGE = 65535
+MAX_HEADER_LINES = 256  # more is an attack, not a proxy chain: refused before decoding (no 400 echoing them)
 
 COMPACT = {
     "v": "Via", "f": "From", "t": "To", "i": "Call-ID", "m": "Contact", "l": "Content-Length",
@@ -200,6 +201,8 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
             head, body = data.rstrip(b"\r\n"), b""
         else:
             head, body = data[:sep], data[sep + 2 :]
+    if head.count(b"\n") > MAX_HEADER_LINES:
+        raise ParseError(f"more than {MAX_HEADER_LINES} header lines")
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -242,6 +245,9 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
             problems.append(f"control character in header {name!r}")
             continue
         msg.headers.append((canonical(name), value.strip()))
+    if sum(v.count(",") for k, v in msg.headers if k in MULTI) > MAX_HEADER_LINES:
+        # a Via (Route, Contact ...) list of thousands of entries: refused whole, no 400 that would echo it
+        raise ParseError(f"more than {MAX_HEADER_LINES} values in list headers")
     clen = msg.get("Content-Length")
     if clen is not None:
         if not _is_uint(clen.strip(), 10):

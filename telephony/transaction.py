@@ -144,8 +144,10 @@ class ClientTransaction:
         ack.add("CSeq", f"{req.cseq[0]} ACK")
         return ack
 
-    async def final(self) -> SipResponse:
-        return await self._final
+    def final(self) -> asyncio.Future[SipResponse]:
+        """The final response (a future: awaiting it through shield/wait_for creates no task whose
+        TransactionTimeout nobody retrieves; the endpoint marks it retrieved when the transaction ends)."""
+        return self._final
 
     @property
     def done(self) -> bool:

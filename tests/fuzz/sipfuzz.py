@@ -210,6 +210,23 @@ def _mut_headers(rng: random.Random, m: Msg) -> None:
         rng.shuffle(m.headers)
 
 
+INJECTIONS = ["\rX-Injected: 1", "\x00X-Injected: 1", "\r\rX-Injected: 1", "\u2028X-Injected: 1",
+              "\x85X-Injected: 1", "%0d%0aX-Injected: 1", "\x0bX-Injected: 1", "\x0cX-Injected: 1",
+              "\r\n\r\nX-Injected: 1", "\nX-Injected: 1"]
+
+
+def _mut_injection(rng: random.Random, m: Msg) -> None:
+    """Header injection: line breaks and look-alikes inside the values we copy into our responses."""
+    echoed = [i for i, (k, _v) in enumerate(m.headers) if k.lower() in ("via", "from", "to", "call-id", "cseq",
+                                                                         "v", "f", "t", "i")]
+    if not echoed:
+        return
+    i = rng.choice(echoed)
+    name, value = m.headers[i]
+    cut = rng.randrange(len(value) + 1)
+    m.headers[i] = (name, value[:cut] + rng.choice(INJECTIONS) + value[cut:])
+
+
 def _mut_content_length(rng: random.Random, m: Msg) -> None:
     n = len(m.body)
     m.content_length = rng.choice([str(n + rng.randrange(1, 100000)), str(max(0, n - rng.randrange(1, 50))), "-1",
@@ -260,7 +277,7 @@ def mutate_sip(rng: random.Random, m: Msg) -> bytes:
         m.eol = rng.choice(["\n", "\r", "\n\r"])
     for _ in range(rng.randint(1, 3)):
         rng.choice([_mut_start_line, _mut_header_value, _mut_header_value, _mut_headers, _mut_content_length,
-                    _mut_body])(rng, m)
+                    _mut_body, _mut_injection])(rng, m)
     data = _mut_encoding(rng, m) if rng.random() < 0.2 else m.to_bytes()
     if rng.random() < 0.3:
         data = mutate_bytes(rng, data)

@@ -57,6 +57,9 @@ class Account(pj.Account):  # type: ignore[misc]
         super().__init__()
         self.peer = peer
 
+    def onRegState(self, prm: Any) -> None:
+        say(f"REG {prm.code}")
+
     def onIncomingCall(self, prm: Any) -> None:
         call = Call(self, self.peer, prm.callId)
         self.peer.calls.append(call)
@@ -92,6 +95,11 @@ class Peer:
             ep.codecSetPriority(c.codecId, prio)
         acfg = pj.AccountConfig()
         acfg.idUri = f"sip:pj@127.0.0.1:{args.port}"
+        if args.register_to:  # register with a registrar using digest auth (any algorithm PJSIP offers)
+            acfg.idUri = f"sip:{args.user}@{args.register_to.split(':', 1)[1]}"
+            acfg.regConfig.registrarUri = args.register_to
+            acfg.regConfig.timeoutSec = 120
+            acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", args.user, 0, args.password))
         acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
         acfg.mediaConfig.transportConfig.port = args.rtp_port
         self.acc = Account(self)
@@ -127,6 +135,9 @@ def main() -> int:
     ap.add_argument("--record", required=True)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--dtmf", default="")
+    ap.add_argument("--register-to", default="", help="registrar URI, e.g. sip:127.0.0.1:5080")
+    ap.add_argument("--user", default="pj")
+    ap.add_argument("--password", default="")
     args = ap.parse_args()
     peer = Peer(args)
     say("READY")

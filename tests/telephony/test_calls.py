@@ -168,7 +168,7 @@ async def test_on_call_exception_is_logged_and_call_hung_up(server: Server, capl
     assert any("on_call raised" in r.getMessage() and leg.call_id in r.getMessage() for r in caplog.records)
 
 
-async def test_486_over_max_calls() -> None:
+async def test_503_over_max_calls() -> None:
     ep = SipEndpoint("127.0.0.1", 0, max_calls=1)
 
     async def on_call(leg: CallLeg) -> None:
@@ -181,7 +181,7 @@ async def test_486_over_max_calls() -> None:
             first = await tc.call(f"sip:a@127.0.0.1:{ep.port}")
             with pytest.raises(CallFailed) as ei:
                 await tc.call(f"sip:a@127.0.0.1:{ep.port}")
-            assert ei.value.status == 486
+            assert ei.value.status == 503
             await first.hangup()
             await asyncio.sleep(0.2)
             again = await tc.call(f"sip:a@127.0.0.1:{ep.port}")  # capacity is freed
@@ -524,3 +524,33 @@ async def test_playout_queue_slices_lazily_and_pads_the_tail() -> None:
     leg.send_audio(data)
     leg.clear_audio()
     assert not leg.playing and leg.queued_ms == 0
+
+
+async def test_unanswered_request_leaves_no_unretrieved_exception() -> None:
+    """A BYE nobody answers (the caller is gone) used to leave a task whose TransactionTimeout was never
+    retrieved: asyncio logged 'Task exception was never retrieved' for each (~1 000 ERROR lines at 200 calls/s)."""
+    import gc
+
+    from telephony.sip_message import SipRequest
+
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+    ep = SipEndpoint("127.0.0.1", 0)
+    await ep.start()
+    try:
+        req = SipRequest(method="OPTIONS", uri="sip:gone@127.0.0.1:9")
+        for name, value in (("Via", f"SIP/2.0/UDP 127.0.0.1:{ep.port};branch=z9hG4bKgone"), ("From", "<sip:a@b>;tag=1"),
+                            ("To", "<sip:gone@127.0.0.1>"), ("Call-ID", "gone-1"), ("CSeq", "1 OPTIONS")):
+            req.add(name, value)
+        tx = ep._start_client_tx(req, ("127.0.0.1", 9))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(tx.final()), 0.05)  # what _send_bye does
+        tx._timeout()  # timer F: 64*T1 later in real life
+        for _ in range(3):
+            await asyncio.sleep(0)
+            gc.collect()
+        assert not errors, errors
+    finally:
+        await ep.stop()
+        loop.set_exception_handler(None)

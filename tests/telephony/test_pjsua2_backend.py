@@ -240,7 +240,7 @@ async def test_dial_busy_raises_call_failed(pj: PjServer) -> None:
     try:
         with pytest.raises(CallFailed) as ei:
             await pj.ep.dial(f"sip:agent@127.0.0.1:{busy.port}", timeout=5)
-        assert ei.value.status == 486
+        assert ei.value.status == 503  # our endpoint refuses over max_calls with 503 (docs/SECURITY.md)
     finally:
         await busy.stop()
     await wait_for(lambda: not pj.ep.calls, 3)
