@@ -1,7 +1,9 @@
 """Dialog: NLU, flow engine driven by configs/, slot filling, knowledge base answers."""
 
 from dialog.actions import Action, Hangup, Listen, Say, Transfer, Understood
+from dialog.chat import ChatReply, ChatSession, chat_turn
 from dialog.config_file import FlowConfigError
+from dialog.corebank import BankError, CoreBank
 from dialog.engine import Conversation, DialogEngine
 from dialog.flow import Flow, FlowConfig, load_flow
 from dialog.knowledge import KnowledgeBase, KnowledgeEntry, KnowledgeHit, load_knowledge
@@ -9,7 +11,11 @@ from dialog.nlu import IntentClassifier, IntentScore, Interpretation, NearestExa
 
 __all__ = [
     "Action",
+    "BankError",
+    "ChatReply",
+    "ChatSession",
     "Conversation",
+    "CoreBank",
     "DialogEngine",
     "Flow",
     "FlowConfig",
@@ -28,6 +34,7 @@ __all__ = [
     "TrainingExample",
     "Transfer",
     "Understood",
+    "chat_turn",
     "load_flow",
     "load_knowledge",
 ]

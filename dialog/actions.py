@@ -17,10 +17,15 @@ class Say:
 
 @dataclass(frozen=True)
 class Listen:
-    """Wait for speech or up to `digits_max` keypad digits for `timeout_s` seconds."""
+    """Wait for speech or up to `digits_max` keypad digits for `timeout_s` seconds.
+
+    `secret`: what the caller keys now is a PIN or a card number: the session shows it masked in the
+    transcript, puts no digits in events or logs, and pauses the recording until the next turn.
+    """
 
     timeout_s: float
     digits_max: int = 1
+    secret: bool = False
 
 
 @dataclass(frozen=True)

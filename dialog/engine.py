@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, MutableMapping
+from decimal import Decimal
 from typing import Any
 
 from dialog.actions import Action, Hangup, Listen, Say, Transfer, Understood
+from dialog.bank_ops import OPERATIONS, OpContext, complaint_classifier, money
+from dialog.corebank import BankError, CoreBank, Customer
 from dialog.flow import (
     FAQ_PREFIX,
+    BankIntent,
     Flow,
+    GoBackIntent,
     HangupIntent,
+    MenuIntent,
     RepeatIntent,
     SayIntent,
     SetLanguageIntent,
+    SlotSpec,
     TransferIntent,
 )
 from dialog.nlu import NO_MATCH, IntentClassifier, NearestExampleClassifier, Nlu
@@ -41,8 +48,13 @@ class _CallLog(logging.LoggerAdapter[logging.Logger]):
 class DialogEngine:
     """Holds what every call shares: the flow and the trained NLU."""
 
-    def __init__(self, flow: Flow, classifier: IntentClassifier | None = None) -> None:
+    def __init__(
+        self, flow: Flow, classifier: IntentClassifier | None = None, bank: CoreBank | None = None
+    ) -> None:
         self.flow = flow
+        self.bank = bank
+        categories = flow.config.bank.complaint_categories if flow.config.bank else {}
+        self.complaint_classifier = complaint_classifier(categories)
         cfg = flow.config.nlu
         self.nlu = Nlu(
             classifier or NearestExampleClassifier(flow.training_examples()),
@@ -50,19 +62,28 @@ class DialogEngine:
             max_chars=cfg.max_text_chars,
         )
 
-    def new_conversation(self, call_id: str, caller: str = "") -> Conversation:
-        return Conversation(self, call_id, caller)
+    def new_conversation(self, call_id: str, caller: str = "", lang: str | None = None) -> Conversation:
+        return Conversation(self, call_id, caller, lang)
 
 
 class Conversation:
     """One caller's dialog. Every `start`/`handle_*` returns actions ending in Listen, Transfer or Hangup."""
 
-    def __init__(self, engine: DialogEngine, call_id: str, caller: str = "") -> None:
+    def __init__(self, engine: DialogEngine, call_id: str, caller: str = "", lang: str | None = None) -> None:
         self.engine = engine
         self.flow = engine.flow
         self.call_id = call_id
         self.caller = caller
-        self.lang: str = self.flow.config.languages.default
+        offered = self.flow.config.languages.offered
+        self.lang: str = lang if lang in offered else self.flow.config.languages.default
+        self.customer: Customer | None = None  # set once the caller has verified
+        self._form: _Form | None = None
+        self._verifying: str | None = None  # "number" or "pin" while verification asks for it
+        self._number = ""  # the card/account number keyed, only until the PIN is checked
+        self._verify_failures = 0
+        self._digits = ""  # keys collected so far for the current question
+        self._menu: dict[str, str] | None = None
+        self._hash_after_full_entry = False  # a "#" out of habit after the last digit is ignored
         self.outcome: str = "in_progress"
         self.history: list[dict[str, str]] = []
         self.last_intent: str | None = None
@@ -98,8 +119,16 @@ class Conversation:
         if not normalize(text):
             return self.handle_no_input()
         self._no_input = 0
+        self._menu = None
+        self._hash_after_full_entry = False
+        if self._secret_now():
+            # Whatever was said while a PIN or card number is asked for may hold it: never kept.
+            self._record("caller", "[speech during secret entry]")
+            return self._secret_speech(text)
         self._record("caller", text)
         self._follow_caller_language(text)
+        if self._asking() is not None:
+            return self._form_text(text, confidence)
         if confidence < self.flow.config.nlu.min_asr_confidence:
             self._log.info("ASR confidence %.2f below minimum; not understood", confidence)
             return self._not_understood(confidence)
@@ -116,8 +145,18 @@ class Conversation:
             return self._already_ended()
         digit = (digit or "").strip().upper()
         self._no_input = 0
+        swallow, self._hash_after_full_entry = self._hash_after_full_entry, False
+        if digit == "#" and swallow:
+            return [self._listen()]  # "#" after a PIN that was already complete: nothing to do
+        if self._asking() is not None:
+            return self._form_key(digit)
         self._record("caller", f"[key {digit[:8]}]")
-        target = self.flow.config.dtmf.get(digit) if digit in VALID_DTMF else None
+        menu, self._menu = self._menu, None
+        if menu is not None and digit == "*":
+            return self._go_back_to_menu()
+        target = menu.get(digit) if menu is not None else None
+        if target is None:
+            target = self.flow.config.dtmf.get(digit) if digit in VALID_DTMF else None
         if target is None:
             self._log.info("unmapped key %r", digit[:8])
             return self._not_understood(0.0, self.flow.config.prompts.unknown_key)
@@ -127,13 +166,31 @@ class Conversation:
     def handle_no_input(self) -> list[Action]:
         if self._final is not None:
             return self._already_ended()
+        if self._digits and self._collects_digits():
+            return self._digits_done()  # the caller stopped keying: what was keyed is the answer
         self._no_input += 1
         spec = self.flow.config.no_input
         self._log.info("no input (%d of %d re-prompts)", self._no_input, spec.max_reprompts)
         if self._no_input > spec.max_reprompts:
             return self._give_up(spec.then, spec.reason, "no_input")
         prompts = self.flow.config.prompts.no_input
+        if self._asking() is not None:
+            return self._speak_and_listen([self._say(prompts[min(self._no_input, len(prompts)) - 1]), self._question()])
         return self._speak_and_listen([self._say(prompts[min(self._no_input, len(prompts)) - 1])])
+
+    @property
+    def expects_digits(self) -> bool:
+        """True while a number is being keyed (a chat client sends typed digits as keys then)."""
+        return self._collects_digits()
+
+    @property
+    def digits_pending(self) -> bool:
+        """Keys were pressed for the current question but the entry is not finished yet."""
+        return bool(self._digits)
+
+    @property
+    def expects_secret(self) -> bool:
+        return self._secret_now()
 
     # ---- intents ------------------------------------------------------------------------
 
@@ -142,7 +199,10 @@ class Conversation:
         self.last_intent = name
         understood = Understood(name, round(confidence, 3), {})
         if name.startswith(FAQ_PREFIX):
-            return [understood, *self._answer(name.removeprefix(FAQ_PREFIX))]
+            entry_id = name.removeprefix(FAQ_PREFIX)
+            if not self.engine.flow.knowledge.in_force(entry_id):  # withdrawn, or not yet effective
+                return self._not_understood(confidence)
+            return [understood, *self._answer(entry_id)]
         spec = self.flow.config.intents[name]
         handler = _HANDLERS[type(spec)]
         return [understood, *handler(self, name, spec)]
@@ -150,6 +210,11 @@ class Conversation:
     def _answer(self, entry_id: str) -> list[Action]:
         self.outcome = "answered"
         answer = self.engine.flow.knowledge.answer(entry_id, self.lang)
+        follow_up = self.flow.config.follow_ups.get(FAQ_PREFIX + entry_id)
+        if follow_up is not None:  # e.g. after the lost-card advice: "to block the card now, press 1"
+            actions = self._speak_and_listen([Say(answer, self.lang), self._say(follow_up.say)])
+            self._menu = dict(follow_up.options)
+            return actions
         return self._speak_and_listen([Say(answer, self.lang), self._say(self.flow.config.prompts.anything_else)])
 
     def _transfer(self, name: str, spec: TransferIntent) -> list[Action]:
@@ -175,10 +240,393 @@ class Conversation:
     def _say_intent(self, name: str, spec: SayIntent) -> list[Action]:
         return self._speak_and_listen([self._say(spec.say)])
 
+    def _menu_intent(self, name: str, spec: MenuIntent) -> list[Action]:
+        actions = self._speak_and_listen([self._say(spec.say)])
+        self._menu = dict(spec.options)
+        return actions
+
+    def _go_back_intent(self, name: str, spec: GoBackIntent) -> list[Action]:
+        return self._go_back_to_menu()
+
+    def _bank_intent(self, name: str, spec: BankIntent) -> list[Action]:
+        return self._start_form(name, spec, resume=None)
+
+    # ---- forms: verification, slots, confirmation ---------------------------------------
+
+    def _start_form(
+        self, name: str, spec: BankIntent, resume: str | None, says: list[Say] | None = None
+    ) -> list[Action]:
+        self._form = _Form(name, spec, {}, resume=resume)
+        self._digits = ""
+        if spec.verify and self.customer is None:
+            self._verifying = "number"
+            self._log.info("%s needs verification: asking for the card or account number", name)
+        return self._ask(says or [])
+
+    def _asking(self) -> SlotSpec | str | None:
+        """What the next input answers: "number", "pin", "confirm", a slot, or None (no form)."""
+        if self._verifying is not None:
+            return self._verifying
+        form = self._form
+        if form is None:
+            return None
+        if form.confirming:
+            return "confirm"
+        return form.spec.slots[form.index] if form.index < len(form.spec.slots) else None
+
+    def _collects_digits(self) -> bool:
+        asking = self._asking()
+        return asking in ("number", "pin") or (isinstance(asking, SlotSpec) and asking.type in ("digits", "amount"))
+
+    def _secret_now(self) -> bool:
+        asking = self._asking()
+        return asking in ("number", "pin") or (isinstance(asking, SlotSpec) and asking.secret)
+
+    def _digits_max(self) -> int:
+        asking = self._asking()
+        ver = self._verification()
+        if asking == "number":
+            return ver.max_number_digits
+        if asking == "pin":
+            return ver.pin_digits
+        if isinstance(asking, SlotSpec) and asking.type == "digits":
+            return asking.max_digits
+        if isinstance(asking, SlotSpec) and asking.type == "amount":
+            return 12
+        return 1
+
+    def _verification(self) -> Any:
+        assert self.flow.config.bank is not None  # checked at load: bank intents need the bank section
+        return self.flow.config.bank.verification
+
+    def _question(self) -> Say:
+        asking = self._asking()
+        bank = self.flow.config.bank
+        assert bank is not None and self._form is not None
+        if asking == "number":
+            return self._say(bank.verification.ask_number)
+        if asking == "pin":
+            return self._say(bank.verification.ask_pin)
+        if asking == "confirm":
+            assert self._form.spec.confirm is not None
+            return self._say(self._form.spec.confirm, self._template_values())
+        assert isinstance(asking, SlotSpec)
+        return self._say(asking.prompt)
+
+    def _ask(self, says: list[Say]) -> list[Action]:
+        """Asks the next question of the form, or confirms, or runs it when everything is known."""
+        form = self._form
+        assert form is not None
+        if self._verifying is None and form.index >= len(form.spec.slots):
+            if form.spec.confirm is not None and not form.confirming:
+                form.confirming = True
+            elif not form.confirming or form.confirmed:
+                return self._run_form(says)
+            else:
+                form.confirming = True
+        self._digits = ""
+        return self._speak_and_listen([*says, self._question()])
+
+    def _form_key(self, digit: str) -> list[Action]:
+        asking = self._asking()
+        if self._collects_digits():
+            if digit.isdigit() and len(digit) == 1:
+                self._digits += digit
+                if len(self._digits) >= self._digits_max():
+                    self._hash_after_full_entry = True
+                    return self._digits_done()
+                return [self._listen()]  # keep collecting, quietly
+            if digit == "#":
+                return self._digits_done() if self._digits else self._form_no_match()
+            if digit == "*":
+                self._record("caller", "[key *]")
+                return self._go_back()
+            self._record("caller", "[key]")
+            return self._form_no_match()
+        self._record("caller", f"[key {digit[:8]}]")
+        if digit == "*":
+            return self._go_back()
+        if asking == "confirm" or (isinstance(asking, SlotSpec) and asking.type == "yes_no"):
+            if digit in ("1", "2"):
+                return self._accept("yes" if digit == "1" else "no")
+        elif isinstance(asking, SlotSpec) and digit in asking.options:
+            return self._accept(asking.options[digit].value)
+        target = self.flow.config.dtmf.get("0") if digit == "0" else None
+        if target is not None:  # 0 for a person works everywhere
+            self._drop_form()
+            return self._run_intent(target, 1.0)
+        return self._form_no_match(self.flow.config.prompts.unknown_key)
+
+    def _digits_done(self) -> list[Action]:
+        keyed, self._digits = self._digits, ""
+        asking = self._asking()
+        if asking == "number":
+            self._record("caller", "[card or account number entered]")
+        elif asking == "pin":
+            self._record("caller", "[PIN entered]")
+        elif isinstance(asking, SlotSpec) and asking.secret:
+            self._record("caller", f"[{asking.name} entered]")
+        else:
+            self._record("caller", f"[keys {_mask(keyed)}]")
+        self._log.info("keypad entry complete (%d digits)", len(keyed))
+        return self._accept(keyed)
+
+    def _form_text(self, text: str, confidence: float) -> list[Action]:
+        asking = self._asking()
+        escape = self._escape_intent(text, strict=isinstance(asking, SlotSpec) and asking.type == "text")
+        if confidence < self.flow.config.nlu.min_asr_confidence:
+            return self._form_no_match()
+        value = self._spoken_value(asking, text)
+        if value is not None and escape is None:
+            return self._accept(value)
+        if escape is not None:
+            return self._run_escape(escape)
+        return self._form_no_match()
+
+    def _secret_speech(self, text: str) -> list[Action]:
+        spoke_digits = _entity(text, self.lang, "digits") or _entity(text, self.lang, "number")
+        escape = None if spoke_digits else self._escape_intent(text, strict=True)
+        if escape is not None:
+            return self._run_escape(escape)
+        self._digits = ""
+        return self._speak_and_listen([self._say(self._verification().keypad_only), self._question()])
+
+    def _escape_intent(self, text: str, strict: bool) -> str | None:
+        """An intent that leaves or steers the form (agent, goodbye, repeat, go back), if clearly meant."""
+        result = self.engine.nlu.interpret(text)
+        if result.intent is None or result.intent.startswith(FAQ_PREFIX):
+            return None
+        spec = self.flow.config.intents[result.intent]
+        if not isinstance(spec, TransferIntent | HangupIntent | RepeatIntent | GoBackIntent):
+            return None
+        if isinstance(spec, HangupIntent) and self._asking() in ("confirm",):
+            return None  # "no" at a confirmation is an answer, not a goodbye
+        if strict and result.confidence < 0.6:
+            return None
+        return result.intent
+
+    def _run_escape(self, name: str) -> list[Action]:
+        spec = self.flow.config.intents[name]
+        self._log.info("caller leaves the question: %s", name)
+        if isinstance(spec, GoBackIntent):
+            return [Understood(name, 1.0, {}), *self._go_back()]
+        if isinstance(spec, RepeatIntent):
+            return [Understood(name, 1.0, {}), *self._repeat(name, spec)]
+        self._drop_form()
+        return self._run_intent(name, 1.0)
+
+    def _spoken_value(self, asking: SlotSpec | str | None, text: str) -> str | None:
+        kind = "yes_no" if asking == "confirm" else asking.type if isinstance(asking, SlotSpec) else "digits"
+        if kind == "text":
+            return text.strip()
+        if kind == "choice":
+            assert isinstance(asking, SlotSpec)
+            said = normalize(text)
+            for option in asking.options.values():
+                for example in option.examples.get(self.lang, []) + [e for v in option.examples.values() for e in v]:
+                    if normalize(example) and normalize(example) in said:
+                        return option.value
+            return None
+        entity = _entity(text, self.lang, kind)
+        if entity is None:
+            return None
+        if kind == "yes_no":
+            return "yes" if entity.value else "no"
+        if kind == "amount":
+            value = entity.value[0] if isinstance(entity.value, tuple) else entity.value
+            return str(value)
+        return str(entity.value)
+
+    def _accept(self, value: str) -> list[Action]:
+        asking = self._asking()
+        form = self._form
+        assert form is not None
+        if asking == "number":
+            ver = self._verification()
+            if not ver.min_number_digits <= len(value) <= ver.max_number_digits or not value.isdigit():
+                return self._form_no_match(self._bank_text("invalid"))
+            self._number, self._verifying = value, "pin"
+            return self._ask([])
+        if asking == "pin":
+            return self._check_pin(value)
+        if asking == "confirm":
+            if value == "yes":
+                form.confirmed = True
+                return self._run_form([])
+            if value == "no":
+                self._log.info("caller cancelled %s at the confirmation", form.intent)
+                self._drop_form()
+                return self._speak_and_listen(
+                    [self._say(self._bank_text("cancelled")), self._say(self.flow.config.prompts.anything_else)]
+                )
+            return self._form_no_match(self._bank_text("confirm_again"))
+        assert isinstance(asking, SlotSpec)
+        checked = _validate(asking, value)
+        if checked is None:
+            self._log.info("slot %s: value not accepted", asking.name)
+            return self._form_no_match(self._bank_text("invalid"))
+        form.values[asking.name] = checked
+        form.index += 1
+        self._no_match = 0
+        return self._ask([])
+
+    def _check_pin(self, pin: str) -> list[Action]:
+        number, self._number = self._number, ""
+        self._verifying = None
+        ver = self._verification()
+        bank = self.engine.bank
+        if bank is None:
+            return self._bank_unavailable()
+        try:
+            result = bank.verify(number, pin)
+        except Exception:
+            self._log.exception("verification failed in the bank adapter")
+            return self._bank_unavailable()
+        if result.ok and result.customer is not None:
+            self.customer = result.customer
+            self._verify_failures = 0
+            self._log.info("caller verified as customer %d", result.customer.id)
+            name = result.customer.name_zh if self.lang == "zh" else result.customer.name
+            return self._ask([self._say(ver.verified, {"name": name})])
+        self._verify_failures += 1
+        self._log.info("verification failed (%d of %d)", self._verify_failures, ver.max_attempts)
+        if result.locked or self._verify_failures >= ver.max_attempts:
+            self._drop_form()
+            self.outcome = "transferred"
+            return self._transfer_to(None, ver.reason, "verification", ver.locked)
+        self._verifying = "number"
+        return self._ask([self._say(ver.wrong)])
+
+    def _form_no_match(self, prompt: dict[str, str] | None = None) -> list[Action]:
+        self._no_match += 1
+        self._digits = ""
+        spec = self.flow.config.no_match
+        understood = Understood(NO_MATCH, 0.0, {})
+        if self._no_match > spec.max_reprompts:
+            self._drop_form()
+            return [understood, *self._give_up(spec.then, spec.reason, "no_match")]
+        prompts = self.flow.config.prompts.no_match
+        text = prompt or prompts[min(self._no_match, len(prompts)) - 1]
+        return [understood, *self._speak_and_listen([self._say(text), self._question()])]
+
+    def _go_back(self) -> list[Action]:
+        """One step back in the form; before its first question, back to the main menu."""
+        form = self._form
+        self._digits = ""
+        if form is None:
+            return self._go_back_to_menu()
+        if self._verifying == "pin":
+            self._verifying, self._number = "number", ""
+            return self._ask([])
+        if self._verifying == "number" or (form.index == 0 and not form.confirming):
+            self._drop_form()
+            return self._go_back_to_menu()
+        form.confirming = False
+        form.index = max(0, form.index - 1)
+        form.values.pop(form.spec.slots[form.index].name, None)
+        self._log.info("going back to %s", form.spec.slots[form.index].name)
+        return self._ask([])
+
+    def _go_back_to_menu(self) -> list[Action]:
+        self._menu = None
+        spec = next((i for i in self.flow.config.intents.values() if isinstance(i, GoBackIntent)), None)
+        text = spec.say if spec is not None else self.flow.config.prompts.anything_else
+        return self._speak_and_listen([self._say(text)])
+
+    def _drop_form(self) -> None:
+        self._form, self._verifying, self._number, self._digits = None, None, "", ""
+
+    def _run_form(self, says: list[Say]) -> list[Action]:
+        form = self._form
+        assert form is not None
+        spec, bank = form.spec, self.engine.bank
+        if bank is None:
+            return self._bank_unavailable()
+        ctx = OpContext(bank, self.customer, dict(form.values), self.lang, self._label,
+                        self.engine.complaint_classifier)
+        try:
+            answer = OPERATIONS[spec.operation](ctx)
+        except BankError as exc:
+            self._log.info("bank refused %s: %s (%s)", spec.operation, exc.code, exc)
+            if exc.code == "no_risk_level" and spec.first is not None:
+                first = self.flow.config.intents[spec.first]
+                assert isinstance(first, BankIntent)
+                return self._start_form(spec.first, first, resume=form.intent, says=says)
+            self._drop_form()
+            errors = self._bank_errors()
+            text = errors.get(exc.code) or errors["unavailable"]
+            return self._speak_and_listen([*says, self._say(text), self._say(self.flow.config.prompts.anything_else)])
+        except Exception:
+            self._log.exception("bank operation %s failed", spec.operation)
+            return self._bank_unavailable()
+        self.customer = ctx.customer
+        self._drop_form()
+        self.outcome = "answered"
+        values = {**self._display_values(form), **answer.values}
+        if self.customer is not None:
+            values.setdefault("name", self.customer.name_zh if self.lang == "zh" else self.customer.name)
+        if spec.item is not None:
+            sep = "；" if self.lang == "zh" else "; "
+            values["items"] = sep.join(self._fill(spec.item, item) for item in answer.items)
+        out = [*says, self._say(spec.say, values)]
+        if spec.disclosure is not None:
+            out.append(self._say(spec.disclosure, values))
+        understood = Understood(form.intent, 1.0, {**_public_slots(spec, form.values), **answer.record})
+        self._log.info("%s done", spec.operation)
+        if form.resume is not None:
+            resume = self.flow.config.intents[form.resume]
+            assert isinstance(resume, BankIntent)
+            return [understood, *self._start_form(form.resume, resume, resume=None, says=out)]
+        return [understood, *self._speak_and_listen([*out, self._say(self.flow.config.prompts.anything_else)])]
+
+    def _bank_unavailable(self) -> list[Action]:
+        self._drop_form()
+        text = self._bank_errors().get("unavailable")
+        return self._transfer_to(None, "bank records unavailable", self.last_intent or "bank", text)
+
+    def _bank_errors(self) -> dict[str, dict[str, str]]:
+        return self.flow.config.bank.errors if self.flow.config.bank else {}
+
+    def _bank_text(self, name: str) -> dict[str, str]:
+        assert self.flow.config.bank is not None
+        text: dict[str, str] = getattr(self.flow.config.bank, name)
+        return text
+
+    def _label(self, value: str) -> str:
+        labels = self.flow.config.bank.labels if self.flow.config.bank else {}
+        text = labels.get(value)
+        return (text.get(self.lang) or next(iter(text.values()))) if text else value
+
+    def _template_values(self) -> dict[str, str]:
+        form = self._form
+        return self._display_values(form) if form is not None else {}
+
+    def _display_values(self, form: _Form) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for slot in form.spec.slots:
+            value = form.values.get(slot.name)
+            if value is None:
+                continue
+            if slot.secret:
+                out[slot.name] = "****"
+            elif slot.type == "digits":
+                out[slot.name] = value[-4:]
+            elif slot.type == "amount":
+                out[slot.name] = money(Decimal(value), self.lang)
+            elif slot.type in ("choice", "yes_no"):
+                out[slot.name] = self._label(value)
+            else:
+                out[slot.name] = value
+        return out
+
+    def _fill(self, template: dict[str, str], values: dict[str, str]) -> str:
+        text = template.get(self.lang) or next(iter(template.values()))
+        return text.format_map(_Blank(values))
+
     # ---- helpers ------------------------------------------------------------------------
 
     def _knowledge_fallback(self, text: str) -> list[Action] | None:
-        hits = self.flow.knowledge.search(text, k=1)
+        hits = self.flow.knowledge.search(text, lang=self.lang, k=1)
         threshold = self.flow.config.nlu.knowledge_fallback_threshold
         if hits and hits[0].score >= threshold:
             self._log.info("knowledge fallback: %s (%.2f)", hits[0].entry.id, hits[0].score)
@@ -237,12 +685,19 @@ class Conversation:
             self._last_prompts = says
         for say in says:
             self._record("bot", say.text)
-        listen = self.flow.config.listen
-        return [*says, Listen(listen.timeout_s, listen.digits_max)]
+        return [*says, self._listen()]
 
-    def _say(self, text: dict[str, str]) -> Say:
+    def _listen(self) -> Listen:
+        listen = self.flow.config.listen
+        if self._collects_digits():
+            return Listen(listen.timeout_s, self._digits_max(), secret=self._secret_now())
+        return Listen(listen.timeout_s, listen.digits_max)
+
+    def _say(self, text: dict[str, str], values: dict[str, str] | None = None) -> Say:
         lang = self.lang if self.lang in text else next(iter(text))
-        return Say(text[lang], lang)
+        if values is None:
+            return Say(text[lang], lang)
+        return Say(text[lang].format_map(_Blank(values)), lang)
 
     def _record(self, speaker: str, text: str) -> None:
         self.history.append({"speaker": speaker, "text": text})
@@ -265,8 +720,89 @@ class Conversation:
             self.lang = spoken
 
 
+class _Form:
+    """A bank intent in progress: the slots known so far, and where in it the caller is."""
+
+    def __init__(self, intent: str, spec: BankIntent, values: dict[str, str], resume: str | None) -> None:
+        self.intent = intent
+        self.spec = spec
+        self.values = values
+        self.index = 0
+        self.confirming = False
+        self.confirmed = False
+        self.resume = resume  # intent to go on with once this one is done (recommendation after risk check)
+
+
+class _Blank(dict[str, str]):
+    """format_map values: a placeholder without a value reads as nothing rather than failing mid-call."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def _mask(digits: str) -> str:
+    """Long digit strings (account numbers) keep only their last four in transcripts."""
+    return digits if len(digits) < 8 else "*" * (len(digits) - 4) + digits[-4:]
+
+
+def _validate(slot: SlotSpec, value: str) -> str | None:
+    if slot.type == "digits":
+        value = "".join(value.split())
+        return value if value.isdigit() and slot.min_digits <= len(value) <= slot.max_digits else None
+    if slot.type == "amount":
+        try:
+            amount = Decimal(value)
+        except ArithmeticError:
+            return None
+        if not amount.is_finite() or not slot.min_amount <= amount <= slot.max_amount:
+            return None
+        return str(amount.quantize(Decimal("0.01")))
+    if slot.type == "yes_no":
+        return value if value in ("yes", "no") else None
+    if slot.type == "choice":
+        return value if value in {o.value for o in slot.options.values()} else None
+    return value[:2000] if value.strip() else None
+
+
+def _public_slots(spec: BankIntent, values: dict[str, str]) -> dict[str, str]:
+    """Slots for records and events: never a secret, long numbers masked."""
+    out = {}
+    for slot in spec.slots:
+        if slot.secret or slot.name not in values:
+            continue
+        value = values[slot.name]
+        out[slot.name] = _mask(value) if slot.type == "digits" else value[:200]
+    return out
+
+
+def _entity(text: str, lang: str, kind: str) -> Any:
+    """`dialog.entities.first` when that module is there; else ASCII digits and a few yes/no words."""
+    try:
+        from dialog import entities
+    except ImportError:
+        entities = None  # type: ignore[assignment]
+    if entities is not None:
+        return entities.first(text, lang, kind)
+    said = normalize(text)
+    if kind == "yes_no":
+        for word, value in (("yes", True), ("no", False), ("是", True), ("不", False), ("对", True)):
+            if word in said.split() or (lang == "zh" and said.startswith(word)):
+                return _Found(value)
+        return None
+    digits = "".join(ch for ch in said if ch.isdigit())
+    return _Found(digits) if digits else None
+
+
+class _Found:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 _Handler = Callable[[Conversation, str, Any], list[Action]]
 _HANDLERS: dict[type, _Handler] = {
+    MenuIntent: Conversation._menu_intent,
+    GoBackIntent: Conversation._go_back_intent,
+    BankIntent: Conversation._bank_intent,
     TransferIntent: Conversation._transfer,
     HangupIntent: Conversation._hangup,
     RepeatIntent: Conversation._repeat,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -42,7 +43,7 @@ class NluSpec(_Strict):
     # ASR results below this confidence are treated as not understood.
     min_asr_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
     # When no intent clears the threshold, answer from the knowledge base if a search scores this high.
-    knowledge_fallback_threshold: float = Field(default=0.6, gt=0.0, le=1.0)
+    knowledge_fallback_threshold: float = Field(default=0.4, gt=0.0, le=1.0)
 
 
 class ListenSpec(_Strict):
@@ -104,10 +105,147 @@ class SayIntent(_IntentBase):
     say: LangText
 
 
+class MenuIntent(_IntentBase):
+    """A keypad sub-menu: says `say`, then the next key is looked up in `options` (then in `dtmf`)."""
+
+    action: Literal["menu"]
+    say: LangText
+    options: dict[str, str] = Field(min_length=1)
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _keys_as_text(cls, value: Any) -> Any:
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+
+class GoBackIntent(_IntentBase):
+    """One step back: the previous question of a form, or from a sub-menu to the main menu (`say`)."""
+
+    action: Literal["go_back"]
+    say: LangText
+
+
+SLOT_TYPES = ("digits", "amount", "choice", "yes_no", "text")
+
+
+class ChoiceOption(_Strict):
+    value: str = Field(min_length=1)
+    examples: LangExamples = Field(default_factory=dict)
+
+
+class SlotSpec(_Strict):
+    """One question of a form: what is asked, how it may be answered, and what is accepted."""
+
+    name: str = Field(pattern=ID_PATTERN)
+    type: Literal["digits", "amount", "choice", "yes_no", "text"]
+    prompt: LangText
+    reprompt: LangText | None = None
+    min_digits: int = Field(default=1, ge=1, le=32)
+    max_digits: int = Field(default=19, ge=1, le=32)
+    min_amount: float = Field(default=0.01, gt=0)
+    max_amount: float = Field(default=1_000_000_000, gt=0)
+    # choice (and text, as its keypad alternative): key -> option
+    options: dict[str, ChoiceOption] = Field(default_factory=dict)
+    secret: bool = False  # keyed only, masked in transcripts and logs, recording paused
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _keys_as_text(cls, value: Any) -> Any:
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+
+BANK_OPERATIONS = (
+    "balance",
+    "transactions",
+    "block_card",
+    "activate_card",
+    "transfer",
+    "credit_card_bill",
+    "repay",
+    "risk_assessment",
+    "recommend",
+    "complaint",
+    "complaint_status",
+)
+
+
+class BankIntent(_IntentBase):
+    """Looks up or changes the bank's records: optional verification, slots, confirmation, then `say`."""
+
+    action: Literal["bank"]
+    operation: Literal[
+        "balance",
+        "transactions",
+        "block_card",
+        "activate_card",
+        "transfer",
+        "credit_card_bill",
+        "repay",
+        "risk_assessment",
+        "recommend",
+        "complaint",
+        "complaint_status",
+    ]
+    verify: bool = True
+    slots: list[SlotSpec] = Field(default_factory=list)
+    confirm: LangText | None = None  # read back before acting; keys 1 = yes, 2 = no
+    say: LangText  # the answer, with {fields} filled in from the bank's reply
+    item: LangText | None = None  # one row of a list ({items} in `say`)
+    disclosure: LangText | None = None  # said after the answer (e.g. the risk disclosure)
+    first: str | None = None  # intent to run first when the bank says it is needed (risk assessment)
+
+
 IntentSpec = Annotated[
-    TransferIntent | HangupIntent | RepeatIntent | SetLanguageIntent | SayIntent,
+    TransferIntent
+    | HangupIntent
+    | RepeatIntent
+    | SetLanguageIntent
+    | SayIntent
+    | MenuIntent
+    | GoBackIntent
+    | BankIntent,
     Field(discriminator="action"),
 ]
+
+
+class VerificationSpec(_Strict):
+    """Caller verification: card or account number, then PIN, both on the keypad."""
+
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    min_number_digits: int = Field(default=8, ge=4, le=19)
+    max_number_digits: int = Field(default=19, ge=4, le=19)
+    pin_digits: int = Field(default=6, ge=4, le=12)
+    ask_number: LangText
+    ask_pin: LangText
+    wrong: LangText
+    locked: LangText
+    verified: LangText  # may use {name}
+    keypad_only: LangText  # said when the caller speaks a secret instead of keying it
+    reason: str = "verification failed"
+
+
+class FollowUpSpec(_Strict):
+    """Said after a knowledge answer instead of "anything else?", with keys that lead on."""
+
+    say: LangText
+    options: dict[str, str] = Field(min_length=1)
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _keys_as_text(cls, value: Any) -> Any:
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+
+class BankSpec(_Strict):
+    """Texts for everything that talks to the bank's records."""
+
+    verification: VerificationSpec
+    confirm_again: LangText  # when the answer to a confirmation is neither yes nor no
+    cancelled: LangText
+    invalid: LangText  # a slot value that does not pass validation
+    errors: dict[str, LangText]  # BankError code -> what the caller hears; "unavailable" is required
+    labels: dict[str, LangText] = Field(default_factory=dict)  # values read out: account kinds, statuses
+    complaint_categories: dict[str, LangExamples] = Field(default_factory=dict)
 
 
 class FlowConfig(_Strict):
@@ -123,6 +261,8 @@ class FlowConfig(_Strict):
     prompts: Prompts
     intents: dict[Annotated[str, Field(pattern=ID_PATTERN)], IntentSpec] = Field(min_length=1)
     dtmf: dict[str, str] = Field(default_factory=dict)
+    bank: BankSpec | None = None
+    follow_ups: dict[str, FollowUpSpec] = Field(default_factory=dict)  # faq:<id> -> what to offer next
 
     @field_validator("dtmf", mode="before")
     @classmethod
@@ -244,9 +384,34 @@ def _check_texts(doc: YamlDocument, config: FlowConfig) -> list[ConfigProblem]:
             for i, text in enumerate(texts):
                 if not normalize(text):
                     problems.append(doc.problem(("intents", name, "examples", lang, i), "example has no words"))
-        say = getattr(intent, "say", None)
-        if say is not None:
-            problems += _lang_map_problems(doc, ("intents", name, "say"), say, offered)
+        for field in ("say", "confirm", "item", "disclosure"):
+            lang_text = getattr(intent, field, None)
+            if lang_text is not None:
+                problems += _lang_map_problems(doc, ("intents", name, field), lang_text, offered)
+        if isinstance(intent, BankIntent):
+            for i, slot in enumerate(intent.slots):
+                loc = ("intents", name, "slots", i)
+                problems += _lang_map_problems(doc, (*loc, "prompt"), slot.prompt, offered)
+                if slot.reprompt is not None:
+                    problems += _lang_map_problems(doc, (*loc, "reprompt"), slot.reprompt, offered)
+                for key, option in slot.options.items():
+                    problems += _lang_map_problems(
+                        doc, (*loc, "options", key, "examples"), option.examples, offered, all_required=False
+                    )
+    for name, follow_up in config.follow_ups.items():
+        problems += _lang_map_problems(doc, ("follow_ups", name, "say"), follow_up.say, offered)
+    if config.bank is not None:
+        bank = config.bank
+        for field in ("confirm_again", "cancelled", "invalid"):
+            problems += _lang_map_problems(doc, ("bank", field), getattr(bank, field), offered)
+        for field in ("ask_number", "ask_pin", "wrong", "locked", "verified", "keypad_only"):
+            text = getattr(bank.verification, field)
+            problems += _lang_map_problems(doc, ("bank", "verification", field), text, offered)
+        for section in ("errors", "labels"):
+            for key, text in getattr(bank, section).items():
+                problems += _lang_map_problems(doc, ("bank", section, key), text, offered)
+        for key, examples in bank.complaint_categories.items():
+            problems += _lang_map_problems(doc, ("bank", "complaint_categories", key), examples, offered)
     return problems
 
 
@@ -262,6 +427,89 @@ def _check_references(doc: YamlDocument, config: FlowConfig, entries: list[Knowl
     for name, intent in config.intents.items():
         if isinstance(intent, SetLanguageIntent) and intent.language not in config.languages.offered:
             problems.append(doc.problem(("intents", name, "language"), f"{intent.language!r} is not offered"))
+        if isinstance(intent, MenuIntent):
+            for key, target in intent.options.items():
+                loc = ("intents", name, "options", key)
+                if len(key) != 1 or key not in DTMF_KEYS:
+                    problems.append(doc.problem(loc, "not a keypad key (use one of 0-9 * # A-D, quoted)"))
+                if target not in known:
+                    problems.append(doc.problem(loc, f"unknown intent {target!r}"))
+        if isinstance(intent, BankIntent):
+            problems += _check_bank_intent(doc, config, name, intent)
+    for name, follow_up in config.follow_ups.items():
+        if name not in known:
+            problems.append(doc.problem(("follow_ups", name), f"unknown intent {name!r}"))
+        for key, target in follow_up.options.items():
+            if len(key) != 1 or key not in DTMF_KEYS:
+                problems.append(doc.problem(("follow_ups", name, "options", key), "not a keypad key"))
+            if target not in known:
+                problems.append(doc.problem(("follow_ups", name, "options", key), f"unknown intent {target!r}"))
+    if config.bank is None and any(isinstance(i, BankIntent) for i in config.intents.values()):
+        problems.append(doc.problem(("bank",), "required key is missing (the flow has intents with action: bank)"))
+    if config.bank is not None:
+        if "unavailable" not in config.bank.errors:
+            problems.append(doc.problem(("bank", "errors", "unavailable"), "required key is missing"))
+        ver = config.bank.verification
+        if ver.min_number_digits > ver.max_number_digits:
+            problems.append(doc.problem(("bank", "verification", "min_number_digits"), "is above max_number_digits"))
+    return problems
+
+
+# Fields each operation's answer may use in `say` / `item` (besides the slot names and {name}).
+OPERATION_FIELDS: dict[str, tuple[set[str], set[str]]] = {
+    "balance": ({"items", "count"}, {"kind", "last4", "balance", "available", "currency"}),
+    "transactions": ({"items", "count"}, {"date", "description", "amount", "direction", "last4"}),
+    "block_card": ({"last4", "kind"}, set()),
+    "activate_card": ({"last4", "kind"}, set()),
+    "transfer": ({"amount", "to_last4", "from_last4", "reference", "balance_after"}, set()),
+    "credit_card_bill": ({"last4", "statement_balance", "minimum_payment", "due_date"}, set()),
+    "repay": ({"amount", "to_last4", "from_last4", "reference", "balance_after"}, set()),
+    "risk_assessment": ({"level", "level_name"}, set()),
+    "recommend": ({"items", "count", "level", "level_name"}, {"product", "risk", "return_pct", "term", "minimum"}),
+    "complaint": ({"ticket", "ticket_digits", "category"}, set()),
+    "complaint_status": ({"ticket", "ticket_digits", "status", "category", "created"}, set()),
+}
+
+
+def template_fields(text: str) -> set[str]:
+    return {field.split(".")[0].split("[")[0] for _, field, _, _ in string.Formatter().parse(text) if field}
+
+
+def _check_bank_intent(doc: YamlDocument, config: FlowConfig, name: str, intent: BankIntent) -> list[ConfigProblem]:
+    problems = []
+    slot_names = [slot.name for slot in intent.slots]
+    for i, slot in enumerate(intent.slots):
+        loc = ("intents", name, "slots", i)
+        if slot_names.count(slot.name) > 1:
+            problems.append(doc.problem((*loc, "name"), f"slot {slot.name!r} appears twice"))
+        if slot.type == "choice" and not slot.options:
+            problems.append(doc.problem((*loc, "options"), "a choice slot needs options (key: {value: ...})"))
+        if slot.min_digits > slot.max_digits:
+            problems.append(doc.problem((*loc, "min_digits"), "is above max_digits"))
+        if slot.min_amount > slot.max_amount:
+            problems.append(doc.problem((*loc, "min_amount"), "is above max_amount"))
+        for key in slot.options:
+            if len(key) != 1 or key not in "0123456789":
+                problems.append(doc.problem((*loc, "options", key), "option keys are single digits, quoted"))
+    answer_fields, item_fields = OPERATION_FIELDS[intent.operation]
+    allowed = answer_fields | set(slot_names) | {"name"}
+    for field, fields in (("say", allowed), ("confirm", allowed), ("item", item_fields), ("disclosure", allowed)):
+        texts: dict[str, str] | None = getattr(intent, field)
+        for lang, text in (texts or {}).items():
+            try:
+                unknown = template_fields(text) - fields
+            except ValueError as exc:
+                problems.append(doc.problem(("intents", name, field, lang), f"bad {{placeholder}}: {exc}"))
+                continue
+            if unknown:
+                problems.append(
+                    doc.problem(
+                        ("intents", name, field, lang),
+                        f"unknown placeholder {{{sorted(unknown)[0]}}} (this one may use: {', '.join(sorted(fields))})",
+                    )
+                )
+    if intent.first is not None and intent.first not in config.intents:
+        problems.append(doc.problem(("intents", name, "first"), f"unknown intent {intent.first!r}"))
     return problems
 
 

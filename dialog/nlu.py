@@ -96,7 +96,8 @@ class Nlu:
         cleaned = normalize(text[: self.max_chars * 2])[: self.max_chars]
         if not cleaned:
             return Interpretation(None, 0.0, [])
-        ranking = self.classifier.rank(cleaned)[:5]
+        # Classifiers normalise for themselves; a sentence encoder reads the text as said ("didn't", "?").
+        ranking = self.classifier.rank(" ".join(text[: self.max_chars].split()))[:5]
         if not ranking:
             return Interpretation(None, 0.0, [])
         best = ranking[0]

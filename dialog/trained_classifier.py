@@ -22,6 +22,7 @@ import json
 import logging
 import platform
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +40,15 @@ log = logging.getLogger(__name__)
 FORMAT = "hotline-intent-model"
 FORMAT_VERSION = 1
 EmbeddingChoice = Literal["auto", "on", "off"]
+EmbeddingInput = Literal["raw", "normalized"]
+
+
+def encoder_text(text: str) -> str:
+    """What the sentence encoder reads with `embedding_input="raw"`: the text with Unicode width
+    folding and spaces collapsed, keeping apostrophes and punctuation ("didn't", "?") that the n-gram
+    normalisation removes. On BANKING77 it gained 0.25 points in 3 folds of cross-validation on the
+    training part but lost 3 of 1,202 on a separate validation split, so it is not the default."""
+    return " ".join(unicodedata.normalize("NFKC", text).split())
 
 
 class ModelError(RuntimeError):
@@ -54,6 +64,7 @@ class TrainOptions:
     knn_share: float = 0.4
     knn_k: int = 5
     knn_sharpness: float = 20.0
+    embedding_input: EmbeddingInput = "normalized"  # "raw": the encoder reads `encoder_text(text)`
     c: float = 1.0  # SVM regularisation (chosen on a validation split of BANKING77)
     calibration_share: float = 0.1  # share of the data held out to fit the confidence temperature
     seed: int = 0
@@ -136,6 +147,8 @@ class TrainedClassifier:
         self._embedding_weight = embedding_weight
         self.manifest: dict[str, Any] = manifest or {}
         self._set_neighbours(neighbours, knn)
+        # models from before the "embedding_input" setting fed the encoder normalised text
+        self._embed_raw = self.manifest.get("features", {}).get("embedding_input") == "raw"
 
     def _set_neighbours(
         self, neighbours: tuple[npt.NDArray[np.float16], npt.NDArray[np.int64]] | None, knn: tuple[float, int, float]
@@ -163,6 +176,7 @@ class TrainedClassifier:
         cleaned = [normalize(t) for t in texts]
         keep = [i for i, t in enumerate(cleaned) if t]
         cleaned, y_names = [cleaned[i] for i in keep], [labels[i] for i in keep]
+        encoder_inputs = [encoder_text(texts[i]) for i in keep] if options.embedding_input == "raw" else cleaned
         classes = sorted(set(y_names))
         if len(classes) < 2:
             raise ValueError("training needs at least two intents")
@@ -184,7 +198,7 @@ class TrainedClassifier:
             build_onnx(target / "encoder.onnx")
             shutil.copyfile(find_model_dir() / "tokenizer.json", target / "tokenizer.json")
             encoder = OnnxEncoder(target / "encoder.onnx", target / "tokenizer.json", threads=options.threads)
-        embeddings = encoder.encode(cleaned) if encoder is not None else None
+        embeddings = encoder.encode(encoder_inputs) if encoder is not None else None
         index = {name: i for i, name in enumerate(classes)}
         y = np.array([index[name] for name in y_names], dtype=np.int64)
 
@@ -198,6 +212,7 @@ class TrainedClassifier:
             temperature = _fit_temperature(cal_scores, y[cal_idx])
         model = cls._fit(classes, cleaned, y, embeddings, encoder, options)
         model.temperature = temperature
+        model._embed_raw = options.embedding_input == "raw"
         if embeddings is not None and options.knn_share > 0:
             knn = (options.knn_share, options.knn_k, options.knn_sharpness)
             model._set_neighbours((embeddings.astype(np.float16), y), knn)
@@ -214,6 +229,7 @@ class TrainedClassifier:
                 "char_vocabulary": len(model._char.vocabulary_),
                 "embeddings": "all-MiniLM-L6-v2 (int8 ONNX)" if encoder is not None else None,
                 "embedding_weight": options.embedding_weight if encoder is not None else 0.0,
+                "embedding_input": options.embedding_input if encoder is not None else None,
                 "knn": None
                 if encoder is None
                 else {"share": options.knn_share, "k": options.knn_k, "sharpness": options.knn_sharpness},
@@ -298,7 +314,9 @@ class TrainedClassifier:
     def predict_proba(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Confidences, one row per text, columns in `self.labels` order."""
         cleaned = [normalize(t) for t in texts]
-        embeddings = self._encoder.encode(cleaned) if self._encoder is not None else None
+        embeddings = None
+        if self._encoder is not None:
+            embeddings = self._encoder.encode([encoder_text(t) for t in texts] if self._embed_raw else cleaned)
         proba = _softmax(self._scores(cleaned, embeddings), self.temperature)
         if embeddings is None or self._neighbours is None or self._knn_matrix is None or self._knn_share <= 0:
             return proba

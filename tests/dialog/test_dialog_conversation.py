@@ -155,20 +155,21 @@ def test_dtmf_0_transfers_to_an_agent(conv: Conversation) -> None:
         ("我要转账", "transfer_money"),
     ],
 )
-def test_account_specific_requests_go_to_an_agent_for_verification(conv: Conversation, text: str, intent: str) -> None:
+def test_account_specific_requests_ask_for_verification_first(conv: Conversation, text: str, intent: str) -> None:
     actions = conv.handle_text(text)
-    transfer = actions[-1]
-    assert isinstance(transfer, Transfer)
-    assert transfer.reason == "needs verification"
-    assert transfer.queue == "general"
-    assert transfer.context["intent"] == intent
-    assert "verify" in spoken(actions) or "核实" in spoken(actions)
+    assert understood(actions) == [intent]
+    listen = actions[-1]
+    assert isinstance(listen, Listen) and listen.secret and listen.digits_max == 19
+    assert "card number or account number" in spoken(actions) or "银行卡号或账号" in spoken(actions)
 
 
-@pytest.mark.parametrize("text", ["I want to make a complaint", "我要投诉"])
-def test_complaints_go_to_an_agent_for_now(conv: Conversation, text: str) -> None:
-    transfer = conv.handle_text(text)[-1]
-    assert isinstance(transfer, Transfer) and transfer.reason == "complaint"
+@pytest.mark.parametrize(
+    ("text", "question"), [("I want to make a complaint", "what happened"), ("我要投诉", "发生了什么")]
+)
+def test_complaints_ask_what_happened(conv: Conversation, text: str, question: str) -> None:
+    actions = conv.handle_text(text)
+    assert understood(actions) == ["complaint"] and question in spoken(actions)
+    assert isinstance(actions[-1], Listen) and not actions[-1].secret
 
 
 @pytest.mark.parametrize(
@@ -277,7 +278,7 @@ def test_repeat_says_the_last_prompt_again(conv: Conversation, how: str) -> None
     assert isinstance(actions[-1], Listen)
 
 
-@pytest.mark.parametrize("digit", ["#", "A", "7", "", "12", "x", "\x00"])
+@pytest.mark.parametrize("digit", ["#", "A", "D", "", "12", "x", "\x00"])
 def test_unknown_key_gets_a_spoken_fallback(conv: Conversation, digit: str) -> None:
     actions = conv.handle_dtmf(digit)
     assert "not an option" in spoken(actions)

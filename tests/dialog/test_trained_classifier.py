@@ -132,3 +132,11 @@ def test_with_sentence_embeddings(tmp_path: Path) -> None:
     onnx = OnnxEncoder(tmp_path / "encoder.onnx", tmp_path / "tokenizer.json").encode(sentences)
     exact = MiniLmEncoder().encode(sentences)
     assert np.all((onnx * exact).sum(axis=1) > 0.9)
+
+
+def test_encoder_text_keeps_what_normalisation_removes() -> None:
+    from dialog.text_features import normalize
+    from dialog.trained_classifier import encoder_text
+
+    assert encoder_text("  Why  didn't my ＣＡＲＤ arrive?\n") == "Why didn't my CARD arrive?"
+    assert normalize("Why didn't my card arrive?") == "why didnt my card arrive"
