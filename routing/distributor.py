@@ -224,7 +224,9 @@ class CallDistributor:
         now = self.clock.monotonic()
         record = AgentRecord(profile, AgentStatus(profile.id, now, self.clock.now()), available_since=now)
         self.directory.add(record)
-        if state is not S.LOGGED_OUT:
+        # A shared directory (routing/sqlstore.py) may already know her live state from another worker
+        # (on a call, on break): that wins over the initial state asked for here.
+        if state is not S.LOGGED_OUT and record.state is S.LOGGED_OUT:
             self.set_state(profile.id, state, "initial")
         return record
 
