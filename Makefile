@@ -28,7 +28,7 @@ bench: install
 	$(BIN)/python bench/held_calls.py
 
 bench-speech: install
-	$(BIN)/python bench/speech_quick.py
+	$(BIN)/python bench/speech_bench.py
 
 bench-nlu: install
 	$(BIN)/python bench/nlu_banking77.py

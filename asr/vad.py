@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import webrtcvad
 
-__all__ = ["Vad", "WebRtcVad"]
+__all__ = ["VAD_KINDS", "Vad", "WebRtcVad", "create_vad"]
 
 
 @runtime_checkable
@@ -64,3 +64,32 @@ class WebRtcVad:
 
     def __repr__(self) -> str:
         return f"WebRtcVad(sample_rate={self.sample_rate}, aggressiveness={self.aggressiveness})"
+
+
+VAD_KINDS = ("webrtc", "silero", "fsmn")
+
+
+def create_vad(
+    kind: str = "webrtc",
+    sample_rate: int = 8000,
+    *,
+    aggressiveness: int = 2,
+    threshold: float = 0.5,
+    model_path: str | None = None,
+    **options: Any,
+) -> Vad:
+    """One VAD for one call (``asr.vad`` in the settings): ``webrtc`` (``aggressiveness`` 0-3),
+    ``silero`` (``threshold``; ``model_path`` = the .onnx file) or ``fsmn`` (``model_path`` = the
+    model folder). Silero and FSMN raise ``VadUnavailable`` naming ``asr.vad_model_path`` when their
+    model is missing; an unknown kind raises ValueError."""
+    if kind == "webrtc":
+        return WebRtcVad(sample_rate=sample_rate, aggressiveness=aggressiveness, **options)
+    if kind == "silero":
+        from asr.silero_vad import SileroVad
+
+        return SileroVad(sample_rate=sample_rate, threshold=threshold, model_path=model_path, **options)
+    if kind == "fsmn":
+        from asr.fsmn_vad import FsmnVad
+
+        return FsmnVad(sample_rate=sample_rate, model_dir=model_path, **options)
+    raise ValueError(f"unknown VAD {kind!r}; choose one of {', '.join(VAD_KINDS)}")

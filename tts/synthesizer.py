@@ -50,6 +50,7 @@ SynthesizerFactory = Callable[..., Synthesizer]
 
 _BACKENDS: dict[str, str | SynthesizerFactory] = {
     "espeak": "tts.espeak_backend:EspeakSynthesizer",
+    "paddlespeech": "tts.paddlespeech_backend:PaddleSpeechSynthesizer",  # needs tts.model_path
 }
 
 
