@@ -1,0 +1,128 @@
+"""A console over a real SQLite call store, a real distributor and the real event bus; users per role."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from console import ConsoleSettings, create_app
+from hotline.bus import EventBus
+from recordings import CallStore
+from recordings.users import UserStore
+from routing import AgentProfile, AgentState, CallDistributor, QueueConfig
+
+PASSWORDS = {"anna": "blue-harbour-7", "sam": "green-valley-42", "ada": "red-mountain-333"}
+ROLES = {"anna": "agent", "sam": "supervisor", "ada": "admin"}
+
+
+@dataclass
+class Console:
+    client: TestClient[Any, Any]
+    store: CallStore
+    users: UserStore
+    acd: CallDistributor
+    bus: EventBus
+    tmp: Path
+
+    async def login(self, name: str, password: str | None = None) -> Any:
+        return await login(self.client, name, password)
+
+    async def csrf(self) -> str:
+        return await csrf(self.client)
+
+
+async def login(client: TestClient[Any, Any], name: str, password: str | None = None) -> Any:
+    """Logs in through the form (with its double-submit CSRF); returns the final response."""
+    page = await client.get("/login")
+    html = await page.text()
+    nonce = re.search(r'name="csrf_token" value="([^"]+)"', html[html.index('id="login"'):])
+    assert nonce, "login form has its CSRF field"
+    return await client.post(
+        "/login", data={"user": name, "password": password or PASSWORDS[name], "csrf_token": nonce.group(1)},
+        allow_redirects=False,
+    )
+
+
+async def csrf(client: TestClient[Any, Any]) -> str:
+    r = await client.get("/api/me")
+    assert r.status == 200
+    return str((await r.json())["csrf"])
+
+
+@pytest.fixture(scope="session")
+def users_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database with the three users, made once (scrypt is slow on purpose) and copied per test."""
+    path = tmp_path_factory.mktemp("template") / "hotline.db"
+    store = CallStore(f"sqlite:///{path}")
+    users = UserStore(store.engine)
+    for name, role in ROLES.items():
+        users.add_user(name, PASSWORDS[name], role)
+    with store.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    return path
+
+
+@pytest.fixture
+async def console(tmp_path: Path, users_db: Path) -> AsyncIterator[Console]:
+    shutil.copy(users_db, tmp_path / "hotline.db")
+    store = CallStore(f"sqlite:///{tmp_path / 'hotline.db'}")
+    users = UserStore(store.engine)
+    acd = CallDistributor([QueueConfig("general")])
+    acd.add_agent(AgentProfile("anna", "sip:anna@127.0.0.1:5090"), AgentState.AVAILABLE)
+    bus = EventBus()
+    settings = ConsoleSettings(port=0, recordings_dir=str(tmp_path / "recordings"), session_idle_s=600)
+    app = create_app(store, acd, bus.subscribe, settings, users=users)
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        yield Console(client, store, users, acd, bus, tmp_path)
+    finally:
+        await client.close()
+        store.close()
+
+
+CALL_ID = "20261201-100000-abcd1234"
+
+
+def write_wav(path: Path, seconds: float = 1.0) -> Path:
+    """A real stereo 8 kHz WAV, as StereoRecorder writes."""
+    import numpy as np
+
+    from recordings import StereoRecorder
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rec = StereoRecorder(path)
+    n = int(8000 * seconds)
+    tone = (np.sin(np.arange(n) * 2 * np.pi * 440 / 8000) * 8000).astype("<i2").tobytes()
+    for i in range(0, len(tone), 320):
+        rec.tap("in", tone[i:i + 320])
+        rec.tap("out", tone[i:i + 320])
+    rec.close()
+    return path
+
+
+def seed_call(c: Console, call_id: str = CALL_ID, *, agent: str = "anna") -> None:
+    """One finished call handled by `agent`, with transcript lines and a recording."""
+    wav = write_wav(c.tmp / "recordings" / f"{call_id}.wav")
+    c.store.start_call(call_id, sip_call_id=f"{call_id}@test", caller="13800138000", called="95555",
+                       recording_path=str(wav))
+    c.store.add_line(call_id, "system", "Welcome to Example Bank.", 0.0, 2.0)
+    c.store.add_line(call_id, "caller", "I lost my credit card", 3.0, 4.5, confidence=0.9)
+    c.store.add_line(call_id, "caller", "我的信用卡丢了", 5.0, 6.0, confidence=0.8)
+    c.store.update_call(call_id, agent=agent, queue="general", last_intent="card_lost", language="en")
+    c.store.end_call(call_id, outcome="transferred", end_reason="agent_call_ended")
+
+
+@pytest.fixture
+def seeded(console: Console) -> str:
+    """The console with one finished call (see seed_call); returns its id."""
+    seed_call(console)
+    return CALL_ID
