@@ -80,6 +80,23 @@ def _parser() -> argparse.ArgumentParser:
     from dialog.nlu_cli import add_commands as add_nlu_commands
 
     add_nlu_commands(sub)  # nlu train, nlu predict
+    from dialog.kb_cli import add_commands as add_kb_commands
+
+    add_kb_commands(sub)  # kb import/export/list/show/edit/publish/versions/search/unanswered
+    from dialog.bank_cli import add_commands as add_bank_commands
+    from dialog.chat import add_commands as add_chat_commands
+
+    add_bank_commands(sub, lambda a: _settings(a).bank_url)  # bank seed, bank unlock
+    add_chat_commands(sub, _settings)  # chat --lang zh|en
+    from hotline.records_cli import add_commands as add_records_commands
+
+    add_records_commands(sub, calls)  # db upgrade/current, retention, report, calls search
+    from hotline.agents_cli import add_commands as add_agents_commands
+
+    add_agents_commands(sub)  # agents, queues (shared database state)
+    from hotline.web import add_commands as add_web_commands
+
+    add_web_commands(sub)  # console, users add/list/role/password/unlock/token
     return p
 
 
@@ -113,16 +130,27 @@ def _serve(args: argparse.Namespace) -> int:
         hotline = Hotline(settings)
         await hotline.start()
         stop = asyncio.Event()
+        now = asyncio.Event()  # Ctrl-C, or a second SIGTERM while draining: hang up at once
         loop = asyncio.get_running_loop()
+
+        def on_signal(sig: int) -> None:
+            if sig == signal.SIGINT or stop.is_set():
+                now.set()
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, on_signal, sig)
         print(
             f"hotline: answering on sip:hotline@{settings.sip.host}:{hotline.port} "
             f"(database {settings.database_url}); Ctrl-C to stop",
             file=sys.stderr,
         )
         await stop.wait()
+        if not now.is_set():  # SIGTERM: new calls get 503, calls in progress finish (sip.drain_timeout_s)
+            from hotline.sip_edge import drain
+
+            await drain(hotline.endpoint, settings.sip.drain_timeout_s, now)
         log.info("stopping: hanging up calls in progress")
         await hotline.stop()
 

@@ -62,6 +62,14 @@ class CallEnded(Event):
     duration_s: float
 
 
+@dataclass(frozen=True)
+class RecordingFailed(Event):
+    """The call's recording stopped (disk full, write error); the call itself goes on."""
+
+    path: str
+    reason: str = ""
+
+
 TOPICS: dict[type[Event], str] = {
     CallStarted: "call.started",
     TranscriptAdded: "call.transcript",
@@ -69,4 +77,5 @@ TOPICS: dict[type[Event], str] = {
     CallQueued: "call.queued",
     AgentAssigned: "call.agent_assigned",
     CallEnded: "call.ended",
+    RecordingFailed: "call.recording_failed",
 }

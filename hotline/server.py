@@ -9,12 +9,24 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 from asr import Endpointer, create_recognizer
+from asr.vad import create_vad
 from dialog import DialogEngine, Say, load_flow
 from hotline.bus import EventBus
+from hotline.cluster import (
+    make_bus,
+    open_agent_store,
+    start_bus,
+    start_queue_stats,
+    stop_bus,
+    stop_queue_stats,
+    use_agent_store,
+)
 from hotline.session import CallSession, SessionDeps
 from hotline.settings import Settings
+from hotline.sip_edge import agent_dialer, sip_endpoint
 from recordings import CallStore
 from routing import AgentProfile, AgentState, AgentStateChanged, CallDistributor, QueueConfig, RoutingEvent
+from routing.sqlstore import SqlAgentStore
 from telephony import CallLeg, SipEndpoint
 from tts import PromptCache, create_synthesizer
 
@@ -26,12 +38,16 @@ class Hotline:
 
     def __init__(self, settings: Settings, bus: EventBus | None = None) -> None:
         self.settings = settings
-        self.bus = bus or EventBus()
+        self.bus = bus or make_bus(settings)  # events.backend: inprocess or mqtt
         self.endpoint: SipEndpoint | None = None
         self.deps: SessionDeps | None = None
         self.sessions: dict[CallSession, asyncio.Task[object]] = {}
         self.acd: CallDistributor | None = None
         self._acd_task: asyncio.Future[None] | None = None
+        self.agent_store: SqlAgentStore | None = None  # routing.store: database (hotline/cluster.py)
+        self._stats_task: asyncio.Task[None] | None = None
+        self.web: Any = None  # the web console (hotline/web.py), once started
+        self.knowledge: Any = None  # hotline/knowledge_live.py: the newest published knowledge base, live
 
     @property
     def port(self) -> int:
@@ -41,25 +57,36 @@ class Hotline:
     async def start(self) -> None:
         s = self.settings
         t = time.monotonic()
+        await start_bus(self.bus)  # MQTT connects in the background
         # Everything that can be wrong with the configuration fails here, before a call arrives.
         flow = load_flow(s.flow_path)
-        engine = DialogEngine(flow)
-        store = CallStore(s.database_url)
+        from dialog.bank_cli import open_bank  # the sample bank's records (docs/DIALOG.md)
+
+        engine = DialogEngine(flow, bank=open_bank(s.bank_url, seed_if_empty=s.bank.seed_demo))
+        from hotline.knowledge_live import start_live_knowledge
+
+        self.knowledge = await start_live_knowledge(self, flow, engine)  # published KB versions go live
+        engine = self.knowledge.engine
+        store = CallStore(s.database_url, journal_dir=s.recordings_dir.parent / "journal")  # DB outages
         closed = store.close_interrupted(s.node_name)
         if closed:
             log.warning("closed %d call records left open by a previous run of %s", closed, s.node_name)
         cpu_pool = ThreadPoolExecutor(max_workers=max(2, s.asr.threads), thread_name_prefix="cpu")
         db_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db")
         recognizer = create_recognizer(s.asr.backend, model_path=s.asr.model_path, threads=s.asr.threads)
-        prompts = PromptCache(create_synthesizer(s.tts.backend), target_rate=8000, executor=cpu_pool)
+        tts_options = {"model_path": s.tts.model_path} if s.tts.backend == "paddlespeech" else {}
+        prompts = PromptCache(create_synthesizer(s.tts.backend, **tts_options), target_rate=8000, executor=cpu_pool)
         self.acd = CallDistributor(
             [QueueConfig(q.name, strategy=q.strategy, needs=q.needs, wrap_up_s=q.wrap_up_s) for q in s.queues]
         )
+        self.agent_store = open_agent_store(s)  # routing.store: database → agents shared by every worker
+        use_agent_store(self.acd, self.agent_store)
         for q in s.queues:
             for a in q.agents:
                 if a.name not in {r.profile.id for r in self.acd.agents()}:
                     self.acd.add_agent(AgentProfile(a.name, a.uri, skills=a.skills), AgentState.AVAILABLE)
         self._acd_task = asyncio.ensure_future(self.acd.run())
+        self._stats_task = start_queue_stats(self.acd, self.agent_store, s.routing.dead_worker_after_s)
         self.acd.subscribe(self._on_routing_event)
         queues = {name: self.acd.view(name) for name in self.acd.queue_names}
         ep = s.endpointing
@@ -67,10 +94,14 @@ class Hotline:
         def endpointer() -> Endpointer:
             return Endpointer(
                 sample_rate=8000,
+                vad=create_vad(s.asr.vad, 8000, aggressiveness=s.asr.vad_aggressiveness,
+                               threshold=s.asr.vad_threshold, model_path=s.asr.vad_model_path),
                 pre_roll_ms=ep.pre_roll_ms,
                 silence_ms=ep.silence_ms,
                 max_utterance_s=ep.max_utterance_s,
             )
+
+        endpointer()  # a missing VAD model (asr.vad, asr.vad_model_path) stops start-up, not a call
 
         self.endpoint = _sip_endpoint(s)
         self.deps = SessionDeps(
@@ -81,14 +112,18 @@ class Hotline:
             recognizer=recognizer,
             prompts=prompts,
             queues=queues,
-            dial=self.endpoint.dial,
+            dial=agent_dialer(self.endpoint, s),  # a registered agent rings at its registered contact
             cpu_pool=cpu_pool,
             db_pool=db_pool,
             endpointer_factory=endpointer,
+            recording_key=_recording_key(s),  # recordings.encrypt (docs/RECORDS.md)
         )
         await self._warm_up(engine, prompts, recognizer, cpu_pool)
         self.endpoint.on_call = self._on_call
         await self.endpoint.start()
+        from hotline.web import start_console
+
+        self.web = await start_console(self, store)
         log.info(
             "%s listening for SIP on %s:%d (started in %.1f s; database %s)",
             s.node_name, s.sip.host, self.endpoint.port, time.monotonic() - t, _safe_url(s.database_url),
@@ -140,10 +175,16 @@ class Hotline:
         # Let sessions write their closing records.
         if self.sessions:
             await asyncio.wait(list(self.sessions.values()), timeout=10)
+        if self.web is not None:
+            await self.web.stop()
+        if self.knowledge is not None:
+            await self.knowledge.stop()
         if self.deps is not None:
             self.deps.db_pool.shutdown(wait=True)
             self.deps.cpu_pool.shutdown(wait=False, cancel_futures=True)
             self.deps.store.close()
+        await stop_queue_stats(self._stats_task, self.agent_store)  # after the sessions released their agents
+        await stop_bus(self.bus)
 
 
 def _sip_endpoint(s: Settings) -> SipEndpoint:
@@ -153,7 +194,16 @@ def _sip_endpoint(s: Settings) -> SipEndpoint:
 
         # Same public surface as SipEndpoint (duck-typed); see docs/PJSUA2.md.
         return cast(SipEndpoint, Pjsua2Endpoint(s.sip.host, s.sip.port, max_calls=s.sip.max_calls, rtp_ports=rtp_ports))
-    return SipEndpoint(s.sip.host, s.sip.port, max_calls=s.sip.max_calls, rtp_ports=rtp_ports)
+    return sip_endpoint(s)  # hotline/sip_edge.py: admission control, registrar
+
+
+def _recording_key(s: Settings) -> bytes | None:
+    """The AES-GCM key for recordings at rest when `recordings.encrypt` is on (checked at settings load)."""
+    if not s.recordings.encrypt:
+        return None
+    from recordings.atrest import load_key
+
+    return load_key()
 
 
 def _safe_url(url: str) -> str:

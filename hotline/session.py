@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from asr import Endpointer, Recognizer, SpeechStarted, Transcript, Utterance
+from asr.bargein import BargeInDetector
 from dialog import Conversation, DialogEngine, Hangup, Listen, Say, Transfer, Understood
 from hotline.bus import EventBus
 from hotline.events import (
@@ -26,8 +27,10 @@ from hotline.events import (
     CallQueued,
     CallStarted,
     IntentRecognized,
+    RecordingFailed,
     TranscriptAdded,
 )
+from hotline.knowledge_live import knowledge_dir
 from hotline.settings import QueueSettings, Settings
 from recordings import CallStore, StereoRecorder
 from routing import QueueView
@@ -54,6 +57,7 @@ class SessionDeps:
     cpu_pool: Executor  # recognition and synthesis
     db_pool: Executor  # one thread: record writes stay in order and off the event loop
     endpointer_factory: Callable[[], Endpointer]
+    recording_key: bytes | None = None  # recordings.encrypt: AES-GCM key (HOTLINE_RECORDING_KEY)
 
 
 # What the media reader hands the dialog loop.
@@ -79,7 +83,24 @@ class _LegEnded:
     pass
 
 
-_Input = _Heard | _Key | _SpeechOnset | _LegEnded
+@dataclass(frozen=True)
+class _BargedIn:
+    at_s: float  # when the prompt was stopped (session time)
+    onset_s: float  # when the caller's speech started
+
+
+@dataclass(frozen=True)
+class _RecognizerFailed:
+    pass
+
+
+_Input = _Heard | _Key | _SpeechOnset | _LegEnded | _BargedIn | _RecognizerFailed
+
+# Said once when the recognizer fails mid-call; the call goes on with keys (flow prompts list them).
+KEYPAD_FALLBACK = {
+    "en": "Sorry, I cannot understand speech at the moment. Please use your telephone keypad.",
+    "zh": "抱歉，暂时无法识别语音，请使用电话按键操作。",
+}
 
 
 @dataclass
@@ -88,6 +109,11 @@ class _State:
     reason: str = ""
     barge_in: bool = True
     speaking: bool = False
+    protected_until: float = 0.0  # monotonic time until which the prompt queued may not be interrupted
+    digit_mode: bool = False  # the dialog expects a number: the endpointer waits longer in pauses
+    asr_failed: bool = False  # the recognizer failed on this call: keypad only from then on
+    transferring: bool = False
+    keypad_told: str = ""  # languages in which the caller was told to use the keypad (no speech model)
 
 
 class CallSession:
@@ -100,8 +126,15 @@ class CallSession:
         self._state = _State()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._recorder: StereoRecorder | None = None
+        self._barge_taps: dict[int, Callable[[str, bytes], None]] = {}
         self._conv: Conversation | None = None
         self._lang = "en"
+        # Records beyond the transcript (docs/RECORDS.md): open rows to close when the call ends.
+        self._caller_leg_id: str | None = None
+        self._agent_leg_id: str | None = None
+        self._queue_entry: str | None = None
+        self._input_source = "speech"  # what led to the dialog's next actions: speech, dtmf or timeout
+        self._recording_alerted = False
 
     # -- helpers ---------------------------------------------------------------------------
     def _now(self) -> float:
@@ -127,6 +160,7 @@ class CallSession:
         confidence: float | None = None,
     ) -> None:
         log.info("call %s: %s: %s", self.call_id, speaker, text)
+        self._check_recording()
         self.deps.bus.publish(TranscriptAdded(self.call_id, speaker, text, round(start_s, 2), confidence))
         await self._db(
             self.deps.store.add_line,
@@ -140,6 +174,40 @@ class CallSession:
             language=self._lang,
         )
 
+    def _check_recording(self) -> None:
+        """A recording that stopped (disk full) is reported once; the call goes on without it."""
+        rec = self._recorder
+        if rec is None or self._recording_alerted or not getattr(rec, "failed", False):
+            return
+        self._recording_alerted = True
+        log.error("call %s: ALERT recording failed (%s); the call goes on unrecorded", self.call_id, rec.path)
+        self.deps.bus.publish(RecordingFailed(self.call_id, str(rec.path), "write error (disk full?)"))
+
+    async def _close_recording(self) -> None:
+        """Finishes the recording; compressing and encrypting it (recordings:) run off the event loop."""
+        rec = self._recorder
+        if rec is None:
+            return
+        self._check_recording()
+        started = rec.path
+        try:
+            final = await asyncio.get_running_loop().run_in_executor(self.deps.cpu_pool, rec.close)
+        except RuntimeError:  # the pool is shut down (server stopping): close here
+            final = rec.close()
+        except Exception:
+            log.exception("call %s: closing the recording %s failed", self.call_id, started)
+            return
+        if final != started:
+            await self._db(self.deps.store.update_call, self.call_id, recording_path=str(final))
+
+    async def _leave_queue(self, status: str, why: str, agent: str | None = None) -> None:
+        """Closes the call's queue entry: answered (with the agent) or abandoned (hung up, timed out)."""
+        entry, self._queue_entry = self._queue_entry, None
+        if entry is None:
+            return
+        log.info("call %s: left the queue: %s (%s)", self.call_id, status, why)
+        await self._db(self.deps.store.queue_left, entry, status, agent=agent)
+
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -150,7 +218,9 @@ class CallSession:
         leg, deps = self.leg, self.deps
         log.info("call %s: answered (sip call-id %s) from %s to %s", self.call_id, leg.call_id, leg.caller, leg.called)
         try:
-            self._recorder = StereoRecorder(deps.settings.recordings_dir / f"{self.call_id}.wav")
+            rs = deps.settings.recordings
+            self._recorder = StereoRecorder(deps.settings.recordings_dir / f"{self.call_id}.wav", call_id=self.call_id,
+                                            compress=rs.compress, key=deps.recording_key)
             leg.add_tap(self._recorder.tap)
         except OSError:
             log.exception("call %s: recording unavailable; the call goes on without it", self.call_id)
@@ -163,6 +233,11 @@ class CallSession:
             worker=deps.settings.node_name,
             recording_path=str(self._recorder.path) if self._recorder else None,
         )
+        self._caller_leg_id = await self._db(
+            deps.store.add_leg, self.call_id, "caller", sip_call_id=leg.call_id, peer=leg.caller, codec=leg.codec
+        )
+        if self._caller_leg_id:
+            await self._db(deps.store.leg_answered, self._caller_leg_id)
         deps.bus.publish(CallStarted(self.call_id, leg.caller, leg.called))
 
         reader = asyncio.ensure_future(self._read_media(leg, self._inputs.put_nowait))
@@ -179,13 +254,17 @@ class CallSession:
             reader.cancel()
             for task in list(self._tasks):
                 task.cancel()
-            if self._recorder is not None:
-                self._recorder.close()
+            await self._leave_queue("abandoned", leg.end_reason or self._state.reason)  # hung up while queued
             if not leg.ended.is_set():
                 await leg.hangup()
+            await self._close_recording()
             if self._state.outcome == "caller_hangup":
                 self._state.reason = leg.end_reason or "remote_bye"
             duration = self._now()
+            if self._agent_leg_id:
+                await self._db(deps.store.end_leg, self._agent_leg_id, self._state.reason or "ended")
+            if self._caller_leg_id:
+                await self._db(deps.store.end_leg, self._caller_leg_id, leg.end_reason or self._state.reason)
             await self._db(
                 deps.store.end_call, self.call_id, outcome=self._state.outcome, end_reason=self._state.reason
             )
@@ -207,6 +286,7 @@ class CallSession:
                     follow_up = await self._listen(action)
                     break
                 elif isinstance(action, Transfer):
+                    self._state.transferring = True  # hold prompts and the agent's voice are not barged in
                     await self._transfer(action)
                     return
                 elif isinstance(action, Hangup):
@@ -228,6 +308,10 @@ class CallSession:
         if self.leg.ended.is_set():
             raise _CallGone
         start = self._now() + self.leg.queued_ms / 1000  # it plays after what is already queued
+        if not action.barge_in:  # e.g. a legal notice: caller speech does not stop it (keys still do)
+            ends = time.monotonic() + self.leg.queued_ms / 1000 + len(pcm) / 16000
+            self._state.protected_until = max(self._state.protected_until, ends)
+        self._secret_entry(False)  # prompts are recorded; only the caller's secret entry is not
         self.leg.send_audio(pcm)
         await self._line("system", action.text, start, start + len(pcm) / 16000)
 
@@ -235,6 +319,20 @@ class CallSession:
         log.info("call %s: intent %s (%.2f) slots %s", self.call_id, action.intent, action.confidence, action.slots)
         self.deps.bus.publish(IntentRecognized(self.call_id, action.intent, action.confidence, dict(action.slots)))
         await self._db(self.deps.store.update_call, self.call_id, last_intent=action.intent[:64], language=self._lang)
+        await self._db(self.deps.store.add_intent, self.call_id, action.intent, confidence=action.confidence,
+                       slots=dict(action.slots), source=self._input_source)
+        await self._store_complaint(action.slots)
+
+    async def _store_complaint(self, fields: dict[str, Any]) -> None:
+        """A complaint ticket the dialog filed (Understood slots or Transfer context with ticket and
+        category) goes to the call's records too; the bank's own ticket number is kept in the text."""
+        ticket, category = fields.get("ticket"), fields.get("category")
+        if not ticket or not category:
+            return
+        text = str(fields.get("problem") or fields.get("text") or "")
+        text = f"{text} (bank ticket {ticket})".strip()
+        stored = await self._db(self.deps.store.add_complaint, str(category), text, call_id=self.call_id)
+        log.info("call %s: complaint %s recorded (category %s, bank ticket %s)", self.call_id, stored, category, ticket)
 
     async def _unless_hung_up(self, task: asyncio.Future[Any], timeout: float | None = None) -> bool:
         """Waits for `task`, the caller hanging up, or the timeout; True if the caller has hung up."""
@@ -259,6 +357,8 @@ class CallSession:
         conv = self._conv
         assert conv is not None
         no_input_s = action.timeout_s or self.deps.settings.endpointing.no_input_s
+        self._state.digit_mode = action.digits_max > 1  # a card or account number: longer pauses allowed
+        secret = getattr(action, "secret", False)  # a PIN or card number: masked, recording paused
         silent_since: float | None = None
         while True:
             if self.leg.playing or self._state.speaking:
@@ -267,12 +367,15 @@ class CallSession:
             else:
                 silent_since = silent_since if silent_since is not None else time.monotonic()
                 wait = max(0.0, no_input_s - (time.monotonic() - silent_since))
+            if secret and not self.leg.playing:
+                self._secret_entry(True)
             try:
                 item = await asyncio.wait_for(self._inputs.get(), timeout=wait)
             except TimeoutError:
                 if self.leg.ended.is_set():
                     raise _CallGone from None
                 if silent_since is not None and time.monotonic() - silent_since >= no_input_s:
+                    self._input_source = "timeout"
                     await self._line("event", "no input", self._now())
                     return conv.handle_no_input()
                 continue
@@ -280,13 +383,25 @@ class CallSession:
                 raise _CallGone
             if isinstance(item, _SpeechOnset):
                 self._state.speaking = True
-                if self.leg.playing and self._state.barge_in:
-                    self.leg.clear_audio()
-                    await self._line("event", "caller barged in; prompt stopped", item.at_s)
+                continue
+            if isinstance(item, _BargedIn):  # the media reader has already stopped the prompt
+                await self._line("event", "caller barged in; prompt stopped", item.at_s)
+                continue
+            if isinstance(item, _RecognizerFailed):
+                self._state.speaking = False
+                await self._say(Say(_fill(KEYPAD_FALLBACK, self._lang), self._lang, True))
                 continue
             if isinstance(item, _Key):
                 self.leg.clear_audio()
-                await self._line("caller", f"[key {item.digit}]", self._now())
+                if secret:
+                    self._secret_entry(True)
+                await self._line("caller", "[key hidden]" if secret and item.digit.isdigit() else f"[key {item.digit}]",
+                                 self._now())
+                await self._db(self.deps.store.add_dtmf, self.call_id, item.digit, secret=secret)  # secret: "*"
+                self._input_source = "dtmf"
+                if secret:  # the PIN check (a deliberately slow hash) and the bank lookup: off the event loop
+                    loop = asyncio.get_running_loop()
+                    return await loop.run_in_executor(self.deps.cpu_pool, conv.handle_dtmf, item.digit)
                 return conv.handle_dtmf(item.digit)
             if isinstance(item, _Heard):
                 self._state.speaking = False
@@ -294,15 +409,45 @@ class CallSession:
                 if not text:
                     silent_since = None  # noise, not a turn: keep listening
                     continue
+                shown = "[speech during secret entry]" if secret else text  # it may hold the secret
                 await self._line(
-                    "caller", text, item.start_s, item.end_s, confidence=round(item.transcript.confidence, 3)
+                    "caller", shown, item.start_s, item.end_s, confidence=round(item.transcript.confidence, 3)
                 )
-                return conv.handle_text(text, item.transcript.confidence)
+                self._input_source = "speech"
+                actions = conv.handle_text(text, item.transcript.confidence)
+                if not secret:
+                    await self._log_unanswered(text, actions)
+                return actions
+
+    async def _log_unanswered(self, text: str, actions: list[Any]) -> None:
+        """A question the hotline could not place (no_match with an NLU score; form answers score 0)
+        goes to dialog.knowledge_dir/unanswered.jsonl for the knowledge-base editors (`hotline kb unanswered`)."""
+        missed = next((a for a in actions if isinstance(a, Understood) and a.intent == "no_match"), None)
+        if missed is None or missed.confidence <= 0:
+            return
+
+        from dialog.knowledge_store import UnansweredLog
+
+        hits = self.deps.engine.flow.knowledge.search(text, self._lang, k=1)
+        best_id = hits[0].entry.id if hits else None
+        path = knowledge_dir(self.deps.settings) / "unanswered.jsonl"
+        await self._db(UnansweredLog(path).record, self.call_id, self._lang, text, missed.confidence, best_id)
+
+    def _secret_entry(self, on: bool) -> None:
+        """Pauses the recording while a PIN or card number is keyed, resumes it for the next prompt."""
+        rec = self._recorder
+        if rec is None or getattr(rec, "paused", not on) == on:
+            return
+        switch = getattr(rec, "pause" if on else "resume", None)
+        if switch is not None:
+            switch()
 
     # -- media -----------------------------------------------------------------------------
     async def _read_media(self, leg: CallLeg, sink: Callable[[_Input], None], *, caller_side: bool = True) -> None:
         """Reads one leg's frames: endpointing on the 20 ms path, recognition off it."""
         endpointer = self.deps.endpointer_factory()
+        barge = self._barge_in_detector(leg) if caller_side else None
+        over_prompt = False  # the current utterance started while a prompt played
         try:
             while True:
                 item = await leg.recv()
@@ -315,20 +460,89 @@ class CallSession:
                     continue
                 if not isinstance(item, AudioFrame):
                     continue
-                if caller_side and leg.playing and not self._state.barge_in:
-                    endpointer.reset()  # a prompt that must play in full: speech over it is not a turn
+                endpointer.set_digit_mode(self._state.digit_mode)
+                if caller_side and leg.playing and (
+                    not self._state.barge_in or time.monotonic() < self._state.protected_until
+                ):
+                    # A prompt that must play in full (a legal notice): speech over it is not a turn;
+                    # keys still barge in.
+                    if endpointer.in_speech:
+                        sink(_Heard(Transcript("", 0.0, self._lang), self._now(), self._now()))
+                    endpointer.reset()
+                    over_prompt = False
+                    if barge is not None:
+                        barge.feed(item.pcm, active=False)  # the echo guard sees every frame, in step
                     continue
-                for ev in endpointer.feed(item.pcm):
+                was_speaking = endpointer.in_speech
+                pcm = item.pcm
+                if barge is not None:
+                    self._check_barge_in(leg, barge, pcm, over_prompt, sink)
+                    if barge.last_echo:
+                        pcm = bytes(len(pcm))  # our own prompt coming back: not the caller
+                events = endpointer.feed(pcm)
+                if barge is not None and not self._state.transferring:
+                    if any(isinstance(e, SpeechStarted) for e in events) and not was_speaking:
+                        over_prompt = leg.playing
+                for ev in events:
                     if isinstance(ev, SpeechStarted):
                         sink(_SpeechOnset(self._now()))
                     elif isinstance(ev, Utterance):
                         end = self._now()
-                        self._spawn(self._recognize(ev, end - ev.duration_s, end, sink))
+                        if barge is not None and over_prompt and not barge.fired:
+                            # Talk over a prompt that never amounted to barge-in (a backchannel, a cough,
+                            # our own echo): not a turn.
+                            log.info("call %s: %.1f s of sound over a prompt ignored", self.call_id, ev.duration_s)
+                            sink(_Heard(Transcript("", 0.0, self._lang), end - ev.duration_s, end))
+                        else:
+                            self._spawn(self._recognize(ev, end - ev.duration_s, end, sink))
+                        over_prompt = False
+                if was_speaking and not endpointer.in_speech and not any(isinstance(e, Utterance) for e in events):
+                    sink(_Heard(Transcript("", 0.0, self._lang), self._now(), self._now()))  # noise: no turn
+                    over_prompt = False
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("call %s: media reader failed", self.call_id)
             sink(_LegEnded())
+        finally:
+            if barge is not None:
+                leg.remove_tap(self._barge_taps.pop(id(barge), _no_tap))
+
+    def _barge_in_detector(self, leg: CallLeg) -> BargeInDetector | None:
+        """The caller leg's barge-in detector, fed our outgoing frames through a tap (echo guard)."""
+        bs = self.deps.settings.barge_in
+        if not bs.enabled:
+            return None
+        barge = BargeInDetector(
+            min_rms=bs.min_rms,
+            confirm_frames=max(1, bs.confirm_ms // 20),
+            margin_db=bs.echo_margin_db,
+            use_echo_guard=bs.echo_guard,
+        )
+
+        def tap(direction: str, pcm: bytes) -> None:
+            if direction == "out":
+                barge.outbound(pcm)
+
+        leg.add_tap(tap)
+        self._barge_taps[id(barge)] = tap
+        return barge
+
+    def _check_barge_in(
+        self, leg: CallLeg, barge: BargeInDetector, pcm: bytes, over_prompt: bool, sink: Callable[[_Input], None]
+    ) -> None:
+        """Feeds the detector (actively while a prompt plays, and through an utterance that began over
+        one); stops the prompt when the caller really talks."""
+        active = (leg.playing or over_prompt) and not self._state.asr_failed and not self._state.transferring
+        if not active and not over_prompt:
+            barge.reset()
+        if barge.feed(pcm, active=active) and leg.playing:
+            leg.clear_audio()
+            now = self._now()
+            onset = now - (barge.confirmed_s or 0.0) + (barge.onset_s or 0.0)
+            log.info("call %s: barge-in: prompt stopped %.0f ms after the caller started", self.call_id,
+                     (now - onset) * 1000)
+            sink(_BargedIn(now, onset))
 
     async def _recognize(self, utt: Utterance, start_s: float, end_s: float, sink: Callable[[_Input], None]) -> None:
         loop = asyncio.get_running_loop()
@@ -337,16 +551,35 @@ class CallSession:
             # No model for this language (Mandarin needs a bank-supplied one): keys still work.
             log.warning("call %s: no %s speech model (asr.model_path); speech ignored", self.call_id, self._lang)
             sink(_Heard(Transcript("", 0.0, self._lang), start_s, end_s))
+            if self._lang not in self._state.keypad_told:  # say once, in that language, to use the keys
+                self._state.keypad_told += f" {self._lang}"
+                sink(_RecognizerFailed())
+            return
+        if self._state.asr_failed:
+            sink(_Heard(Transcript("", 0.0, self._lang), start_s, end_s))  # keypad only on this call now
             return
         try:
-            tr = await loop.run_in_executor(
-                self.deps.cpu_pool, self.deps.recognizer.transcribe, utt.pcm, utt.sample_rate, self._lang
+            tr = await asyncio.wait_for(
+                loop.run_in_executor(
+                    self.deps.cpu_pool, self.deps.recognizer.transcribe, utt.pcm, utt.sample_rate, self._lang
+                ),
+                self.deps.settings.asr.timeout_s,
             )
-        except Exception:
-            log.exception("call %s: recognition failed; treated as not understood", self.call_id)
-            tr = Transcript("", 0.0, self._lang)
+        except Exception as exc:
+            # A crashed or stuck recognizer: this call goes on with the keypad (said once, in its language).
+            what = "timed out" if isinstance(exc, TimeoutError) else "failed"
+            log.error("call %s: recognizer %s (%s: %s); the call continues on keypad menus",
+                      self.call_id, what, type(exc).__name__, exc, exc_info=not isinstance(exc, TimeoutError))
+            sink(_Heard(Transcript("", 0.0, self._lang), start_s, end_s))
+            if not self._state.asr_failed:
+                self._state.asr_failed = True
+                await self._line("event", f"speech recognition {what}; keypad only", self._now())
+                sink(_RecognizerFailed())
+            return
         took_ms = (time.monotonic() - t) * 1e3
-        log.info("call %s: recognised %r (%.2f) in %.0f ms", self.call_id, tr.text, tr.confidence, took_ms)
+        secret = self._conv is not None and getattr(self._conv, "expects_secret", False)  # a spoken PIN: not logged
+        shown = "[speech during secret entry]" if secret else tr.text
+        log.info("call %s: recognised %r (%.2f) in %.0f ms", self.call_id, shown, tr.confidence, took_ms)
         sink(_Heard(tr, start_s, end_s))
 
     # -- hand-off to a person --------------------------------------------------------------
@@ -359,6 +592,8 @@ class CallSession:
         deps.bus.publish(CallQueued(self.call_id, queue.name, action.reason, position))
         await self._line("event", f"queued for {queue.name} ({action.reason})", self._now())
         await self._db(deps.store.update_call, self.call_id, queue=queue.name, queued_at=datetime.now(UTC))
+        self._queue_entry = await self._db(deps.store.queue_entered, self.call_id, queue.name)
+        await self._store_complaint(action.context)
         await self._finish_playing()
         if leg.ended.is_set():
             raise _CallGone
@@ -369,6 +604,7 @@ class CallSession:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._state.outcome, self._state.reason = "abandoned", "max_wait"
+                await self._leave_queue("abandoned", "timeout: max_wait_s reached")
                 return
             agent = await self._wait_for_agent(queue, qs, remaining)
             if agent is None:
@@ -378,17 +614,24 @@ class CallSession:
                 if connect:
                     await self._say(Say(connect, self._lang, False))
                     await self._finish_playing(10)
+                self._agent_leg_id = await self._db(deps.store.add_leg, self.call_id, "agent", peer=agent.uri)
                 agent_leg = await self._ring_agent(agent.uri, qs.ring_timeout_s)
             except CallFailed as exc:
                 # The agent goes "not ready"; the caller keeps their place and gets the next agent.
                 log.warning("call %s: agent %s did not answer (%s)", self.call_id, agent.name, exc)
                 queue.no_answer(agent)
+                if self._agent_leg_id:
+                    await self._db(deps.store.end_leg, self._agent_leg_id, "no_answer")
+                    self._agent_leg_id = None
                 await self._line("event", f"agent {agent.name} did not answer", self._now())
                 continue
             except BaseException:
                 queue.release(agent)
                 raise
             queue.answered(agent)
+            if self._agent_leg_id:
+                await self._db(deps.store.leg_answered, self._agent_leg_id)
+            await self._leave_queue("answered", f"agent {agent.name} answered", agent=agent.name)
             try:
                 if leg.ended.is_set():
                     await agent_leg.hangup()
@@ -446,6 +689,7 @@ class CallSession:
                 await self._line(speaker, item.transcript.text.strip(), item.start_s, item.end_s, confidence=conf)
             elif isinstance(item, _Key):
                 await self._line(speaker, f"[key {item.digit}]", self._now())
+                await self._db(self.deps.store.add_dtmf, self.call_id, item.digit)
 
     async def _bridge_agent(self, queue: QueueView, agent_name: str, agent_leg: CallLeg, action: Transfer) -> None:
         deps, leg = self.deps, self.leg
@@ -479,7 +723,14 @@ class CallSession:
                 await agent_leg.hangup()
             if leg.ended.is_set() and self._state.reason == "agent_call_ended":
                 self._state.reason = "caller_hung_up_with_agent"
+            if self._agent_leg_id:
+                leg_id, self._agent_leg_id = self._agent_leg_id, None
+                await self._db(deps.store.end_leg, leg_id, self._state.reason)
             await self._line("event", f"agent {agent_name} call ended", self._now())
+
+
+def _no_tap(direction: str, pcm: bytes) -> None:
+    pass
 
 
 class _CallGone(Exception):

@@ -31,6 +31,36 @@ class SipSettings(_Strict):
     max_calls: int = Field(200, ge=1, le=10000)
     rtp_port_min: int = Field(20000, ge=1024, le=65535)
     rtp_port_max: int = Field(40000, ge=1024, le=65535)
+    # Admission control, registrar and graceful shutdown (docs/SECURITY.md).
+    allow: list[str] = []  # CIDR blocks (trunks) that may place calls; empty: everybody; others get 403
+    max_message_bytes: int = Field(16384, ge=1500, le=65535)  # bigger datagrams are dropped unparsed
+    invite_rate: float = Field(250.0, gt=0)  # new INVITEs per second per source IP; over it 503, then dropped
+    invite_burst: float = Field(500.0, ge=1)
+    register_rate: float = Field(20.0, gt=0)  # REGISTERs per second per source IP; over it dropped
+    register_burst: float = Field(40.0, ge=1)
+    max_loop_lag_ms: float = Field(200.0, gt=0, le=10000)  # event loop this late (smoothed): new calls get 503
+    max_loop_busy: float = Field(1.0, gt=0, le=1.0)  # event loop busier than this (share of time): 503 (1: off)
+    max_cps: float = Field(0, ge=0)  # new calls/s this worker accepts over all sources (0: off); beyond: 503
+    max_rx_queue_kb: int = Field(128, ge=0)  # SIP bytes waiting in the kernel socket queue (Linux): 503 (0: off)
+    cps_burst: float = Field(250, ge=1)
+    retry_after_s: int = Field(5, ge=1, le=3600)  # Retry-After of those 503s
+    drain_timeout_s: float = Field(300.0, ge=0, le=86400)  # SIGTERM: calls in progress get this long to finish
+    realm: str = Field("hotline", min_length=1, max_length=64)  # digest realm of the agents' registrar
+    # Digest challenges offered, in order (RFC 8760: strongest first). Phones that stop at the first challenge
+    # they cannot answer (Debian's baresip 1.0, sipp) need [MD5]; docs/SECURITY.md.
+    digest_algorithms: tuple[Literal["SHA-256", "MD5"], ...] = Field(("SHA-256", "MD5"), min_length=1)
+
+    @field_validator("allow")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for c in v:
+            try:
+                ipaddress.ip_network(c, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{c!r} is not an IP address or CIDR block such as 10.0.0.0/8 ({exc})") from exc
+        return v
 
     @model_validator(mode="after")
     def _backend_limits(self) -> SipSettings:
@@ -49,6 +79,22 @@ class AsrSettings(_Strict):
     backend: str = "whisper"
     model_path: str | None = None
     threads: int = Field(2, ge=1, le=64)
+    # Voice activity detector for the endpointer (docs/SPEECH.md): webrtc (default), silero or fsmn.
+    vad: Literal["webrtc", "silero", "fsmn"] = "webrtc"
+    vad_aggressiveness: int = Field(2, ge=0, le=3)  # webrtc: 0 keeps most audio as speech, 3 the least
+    vad_threshold: float = Field(0.5, gt=0, lt=1)  # silero: speech probability that starts speech
+    vad_model_path: str | None = None  # silero: the .onnx file; fsmn: the model folder (null: the PyPI package's)
+    # A recognition that raises or takes longer than this: the call goes on with keypad menus.
+    timeout_s: float = Field(15.0, gt=0, le=120)
+
+
+class BargeInSettings(_Strict):
+    # Caller speech over a prompt that allows it stops the prompt (asr/bargein.py; docs/SPEECH.md).
+    enabled: bool = True
+    min_rms: float = Field(300.0, ge=0, le=32767)  # quieter frames never count (300 is about -41 dBFS)
+    confirm_ms: int = Field(60, ge=20, le=1000)  # this much articulated speech within 300 ms stops the prompt
+    echo_guard: bool = True  # ignore our own prompt coming back on the caller's line
+    echo_margin_db: float = Field(3.0, ge=0, le=40)  # caller speech must be this much above the expected echo
 
 
 class EndpointingSettings(_Strict):
@@ -60,16 +106,40 @@ class EndpointingSettings(_Strict):
 
 class TtsSettings(_Strict):
     backend: str = "espeak"
+    model_path: str | None = None  # paddlespeech: folder with am/ and voc/ (tts/paddlespeech_backend.py)
 
 
 class DialogSettings(_Strict):
     flow: str = "flows/bank.yaml"
+    # The knowledge-base store (`hotline kb`, the console's editor): its newest published version is
+    # what callers hear (none published: the flow's own knowledge file). null: data_dir/knowledge.
+    knowledge_dir: str | None = None
+    knowledge_poll_s: float = Field(2.0, ge=0, le=3600)  # how often to look for a publish (0: only the console's)
+
+
+class BankSettings(_Strict):
+    """The core-banking records the dialog reads (the sample bank; never the call-record database)."""
+
+    url: str | None = None  # default: sqlite file bank.db in data_dir; env HOTLINE_BANK_URL wins
+    seed_demo: bool = True  # an empty sample bank gets the demo customers at start-up
 
 
 class AgentSettings(_Strict):
     name: str = Field(min_length=1, max_length=64)
     uri: str
     skills: dict[str, int] = {}  # e.g. {zh: 2, cards: 1, vip: 1}; levels 1 = basic, higher = better
+    # The agent's phone registers with the hotline (SIP REGISTER, user = name, digest auth); calls ring the
+    # registered contact, or `uri` while none is registered. The password comes from this environment variable.
+    # (YAML key `register`; the attribute is `registers`, as pydantic's BaseModel has a `register`)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    registers: bool = Field(False, alias="register")
+    password_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @model_validator(mode="after")
+    def _register_needs_password(self) -> AgentSettings:
+        if self.registers and not self.password_env:
+            raise ValueError("register: true needs password_env (the environment variable holding the password)")
+        return self
 
     @field_validator("uri")
     @classmethod
@@ -94,6 +164,49 @@ class QueueSettings(_Strict):
 class RoutingSettings(_Strict):
     # An agent who misses a ring is "not ready" for this long, then offered calls again.
     not_ready_after_no_answer_s: float = Field(30.0, ge=0, le=86400)
+    # memory: agents live in this process; database: in the shared database (several workers; docs/DISTRIBUTED.md)
+    store: Literal["memory", "database"] = "memory"
+    # database store: agents held by a worker silent (no heartbeat) for this long are freed by the others
+    dead_worker_after_s: float = Field(30.0, ge=5, le=3600)
+
+
+class EventsSettings(_Strict):
+    # inprocess: listeners in this worker only; mqtt: every worker's events through a broker (docs/DISTRIBUTED.md)
+    backend: Literal["inprocess", "mqtt"] = "inprocess"
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password_env: str | None = None  # the name of the environment variable holding the broker password
+    max_queued: int = Field(10000, ge=1, le=1_000_000)  # events waiting for the broker; beyond: dropped, counted
+
+    @property
+    def password(self) -> str | None:
+        return os.environ.get(self.password_env) if self.password_env else None
+
+
+class WebSettings(_Strict):
+    # The web console, health, readiness and metrics (docs/CONSOLE.md); port 0: any free port.
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    https: bool = False  # behind an https proxy: session cookies get the Secure flag
+    session_idle_min: float = Field(30, gt=0, le=24 * 60)
+    secret_env: str = "HOTLINE_CONSOLE_SECRET"  # the environment variable with the session key
+
+
+class RecordingsSettings(_Strict):
+    # At rest (docs/RECORDS.md): FLAC (stereo kept) and AES-GCM with the key in HOTLINE_RECORDING_KEY.
+    compress: bool = False
+    encrypt: bool = False
+    retention_days: int | None = Field(None, ge=1, le=36500)  # `hotline retention` deletes older audio
+
+    @model_validator(mode="after")
+    def _key_present(self) -> RecordingsSettings:
+        if self.encrypt:
+            from recordings.atrest import load_key
+
+            load_key()  # RecordingKeyError (a ValueError) says what is missing: stops start-up here
+        return self
 
 
 class Settings(_Strict):
@@ -102,10 +215,15 @@ class Settings(_Strict):
     data_dir: str = "var"
     database: DatabaseSettings = DatabaseSettings()
     asr: AsrSettings = AsrSettings()
+    barge_in: BargeInSettings = BargeInSettings()
     endpointing: EndpointingSettings = EndpointingSettings()
     tts: TtsSettings = TtsSettings()
     dialog: DialogSettings = DialogSettings()
+    bank: BankSettings = BankSettings()
     routing: RoutingSettings = RoutingSettings()
+    recordings: RecordingsSettings = RecordingsSettings()
+    web: WebSettings = WebSettings()
+    events: EventsSettings = EventsSettings()
     queues: list[QueueSettings] = Field(default_factory=lambda: [QueueSettings(name="general")])
     # Where this file was read from: relative paths in it are resolved against its folder.
     config_dir: str = "."
@@ -137,6 +255,15 @@ class Settings(_Strict):
     @property
     def flow_path(self) -> Path:
         return (Path(self.config_dir) / self.dialog.flow).resolve()
+
+    @property
+    def bank_url(self) -> str:
+        env = os.environ.get("HOTLINE_BANK_URL")
+        if env:
+            return env
+        if self.bank.url:
+            return self.bank.url
+        return f"sqlite:///{Path(self.data_dir).resolve() / 'bank.db'}"
 
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "server.yaml"

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(espeak-ng sox sip-tester baresip mosquitto kamailio postgresql chromium iproute2)
+APT_PACKAGES=(espeak-ng sox sip-tester baresip mosquitto kamailio postgresql chromium fonts-wqy-microhei iproute2)
 VENV=.venv
 PYTHON=${PYTHON:-python3}
 

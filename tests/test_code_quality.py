@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["hotline", "telephony", "asr", "tts", "dialog", "routing", "recordings"]
+PACKAGES = ["hotline", "telephony", "asr", "tts", "dialog", "routing", "recordings", "console"]
 BIN = Path(sys.executable).parent
 
 

@@ -41,6 +41,7 @@ class Server:
 def write_config(tmp: Path, *, agent_ports: list[int], **overrides: Any) -> Path:
     cfg = yaml.safe_load((ROOT / "configs" / "server.yaml").read_text())
     cfg["sip"]["port"] = 0
+    cfg.setdefault("web", {})["port"] = 0
     cfg["data_dir"] = str(tmp / "var")
     cfg["dialog"]["flow"] = str(ROOT / "configs" / "flows" / "bank.yaml")
     cfg["queues"][0]["agents"] = [
