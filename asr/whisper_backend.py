@@ -200,7 +200,8 @@ def _windowed_model(window_s: float | None) -> Any:
     length (tiny.en int8, one thread, machine loaded: 30 s window 1.13 s, 10 s 0.21 s, 5 s 0.11 s per
     encode). The encoder accepts
     shorter inputs (its positional embedding is cut, as whisper.cpp's ``audio_ctx`` does). Here the
-    zero padding is cut back to max(content + 1 s, ``window_s``). On the 10 espeak phrases of
+    zero padding is cut back to ``window_s`` when the content (+ 1 s) fits in it; longer audio keeps
+    the 30 s window. On the 10 espeak phrases of
     bench/speech_quick.py (beam 5): 30 s window WER 16 %, 10 s 11 % at ~1/4.7 of the time; content
     + 1 s 29 %, content + 0.5 s 45 % (shorter windows than ~10 s confuse the decoder; beam 1 then
     loops). ``None``: the stock 30 s window.
@@ -216,8 +217,11 @@ def _windowed_model(window_s: float | None) -> Any:
             if features.ndim == 2 and features.shape[-1] > min_frames:
                 used = np.nonzero(np.any(features != 0, axis=0))[0]
                 n = int(used[-1]) + 1 + 100 if used.size else min_frames
-                n = min(features.shape[-1], max(n, min_frames))
-                features = features[:, : n + n % 2]
+                # Only short audio gets the short window: with more content than the window, a window cut
+                # to fit it (e.g. 23 s of a 30 s one) made the decoder stop after the first sentence of a
+                # 22 s recording with pauses; such audio keeps Whisper's stock 30 s window.
+                if n <= min_frames:
+                    features = features[:, : min_frames + min_frames % 2]
             return super().encode(features)
 
     return WindowedWhisperModel
