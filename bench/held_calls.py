@@ -57,14 +57,19 @@ def _say(kind: str, **data: Any) -> None:
     sys.stdout.flush()
 
 
-async def caller(uri: str, calls: int, seconds: float, key_every: float, seed: int, drain: float) -> None:
+async def caller(uri: str, calls: int, seconds: float, key_every: float, seed: int, drain: float,
+                 setup_rate: float = 0.0) -> None:
     from telephony import CallLeg, TestCaller
 
     rng = random.Random(seed)
     async with TestCaller(max_calls=calls + 10, rtp_ports=(40000, 50000)) as tc:
         t0 = time.monotonic()
-        results = await asyncio.gather(*(tc.call(uri, from_user=f"1380000{i:04d}", timeout=20) for i in range(calls)),
-                                       return_exceptions=True)
+        async def one(i: int) -> CallLeg:
+            if setup_rate > 0:  # paced set-up: i / rate seconds after the first call
+                await asyncio.sleep(i / setup_rate)
+            return await tc.call(uri, from_user=f"1380000{i:04d}", timeout=20)
+
+        results = await asyncio.gather(*(one(i) for i in range(calls)), return_exceptions=True)
         legs: list[CallLeg] = [r for r in results if not isinstance(r, BaseException)]
         failed = [repr(r)[:120] for r in results if isinstance(r, BaseException)]
         setup_s = time.monotonic() - t0
@@ -148,11 +153,12 @@ def keys_understood(server: Server, call_ids: list[str]) -> int:
 
 
 def run_step(server: Server, calls: int, seconds: float, key_every: float, drain: float, limit: float,
-             idle_rss: float) -> Step:
+             idle_rss: float, setup_rate: float = 0.0) -> Step:
     deadline = time.monotonic() + limit
     proc = subprocess.Popen(
         [sys.executable, __file__, "--role", "caller", "--uri", server.uri, "--calls", str(calls),
-         "--seconds", str(seconds), "--key-every", str(key_every), "--drain", str(drain)],
+         "--seconds", str(seconds), "--key-every", str(key_every), "--drain", str(drain),
+         "--setup-rate", str(setup_rate)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True, cwd=ROOT)
     pid = server.proc.pid
     try:
@@ -218,10 +224,14 @@ def main() -> int:
     ap.add_argument("--step-limit", type=float, default=30.0, help="hard limit per step: setup + window + hang-up")
     ap.add_argument("--drain", type=float, default=5.0, help="seconds between the last key and the hang-up")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--setup-rate", type=float, default=50.0,
+                    help="new calls per second while a step sets up (0: all at once; one worker sets up ~75/s and "
+                         "answers 503 to a burst it cannot drain, see docs/SECURITY.md)")
     ap.add_argument("--plot", default=str(RESULTS / "held_calls.png"))
     args = ap.parse_args()
     if args.role == "caller":
-        asyncio.run(caller(args.uri, int(args.calls), args.seconds, args.key_every, args.seed, args.drain))
+        asyncio.run(caller(args.uri, int(args.calls), args.seconds, args.key_every, args.seed, args.drain,
+                           args.setup_rate))
         return 0
 
     counts = [int(c) for c in args.calls.split(",") if c.strip()]
@@ -239,7 +249,8 @@ def main() -> int:
         idle_rss = proc_rss_mb(server.proc.pid)
         for n in counts:
             print(f"{n} calls ...", file=sys.stderr)
-            steps.append(run_step(server, n, args.seconds, args.key_every, args.drain, args.step_limit, idle_rss))
+            steps.append(run_step(server, n, args.seconds, args.key_every, args.drain, args.step_limit, idle_rss,
+                                  args.setup_rate))
             if server.proc.poll() is not None:
                 print("hotline exited!", file=sys.stderr)
                 break
@@ -247,7 +258,8 @@ def main() -> int:
         errors, tracebacks = log.count(" ERROR "), log.count("Traceback")
     finally:
         stop_server(server)
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"\n`hotline serve`, held calls with media both ways in keypad mode; `nproc` = {os.cpu_count()}; "
           f"target: >= {TARGET_CALLS} held calls, all frames delivered, every key understood.")
