@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from speech_quick import edit_distance, words  # noqa: E402
+from speech_quick import PHRASES_EN, edit_distance, words  # noqa: E402
 
 from asr import Recognizer, create_recognizer, read_wav, resample, write_wav  # noqa: E402
 from asr.bargein import BargeInDetector  # noqa: E402
@@ -49,16 +49,7 @@ from tts import PromptCache  # noqa: E402
 from tts.espeak_backend import EspeakSynthesizer  # noqa: E402
 
 EN = [
-    "What are your opening hours?",
-    "I lost my credit card.",
-    "I want to speak to an agent, please.",
-    "Transfer money to my savings account.",
-    "I want to check my account balance.",
-    "My card was stolen.",
-    "I would like to block my card.",
-    "What is my balance?",
-    "When are you open?",
-    "I need help with a loan.",
+    *PHRASES_EN,  # bench/speech_quick.py's ten phrases, then more of the same kind
     "How much is the fee for a foreign transfer?",
     "Where is the nearest branch?",
     "I would like to open a new account.",

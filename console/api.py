@@ -14,7 +14,7 @@ from console.context import SESSION_TOKEN, ctx, requires, session_of, user_of, v
 from console.metrics import CONTENT_TYPE_LATEST
 from console.pages import checked_call_id
 from console.queries import BadFilter, call_detail, parse_filter, search_calls
-from recordings.users import Role
+from recordings.users import Role, UserView
 from routing import AgentState, IllegalTransition, UnknownAgent
 from routing.states import MANUAL_STATES
 
@@ -32,6 +32,12 @@ def _error(status: int, message: str) -> web.HTTPException:
     cls = {400: web.HTTPBadRequest, 403: web.HTTPForbidden, 404: web.HTTPNotFound, 409: web.HTTPConflict,
            503: web.HTTPServiceUnavailable}[status]
     return cls(text=json.dumps({"error": message}, ensure_ascii=False), content_type="application/json")
+
+
+def _own_or_supervisor(user: UserView, agent: str | None, message: str) -> None:
+    """Agents act only on what is theirs (their state, their screen pop, their calls); supervisors on any."""
+    if agent != user.name and not user.at_least(Role.SUPERVISOR):
+        raise _error(403, message)
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
@@ -110,8 +116,7 @@ async def save_wrap_up(request: web.Request, call_id: str, disposition: str, not
     if record is None and live is None:
         raise _error(404, f"no call {call_id}")
     agent = (record.agent if record else None) or (live.agent if live else None)
-    if agent != user.name and not user.at_least(Role.SUPERVISOR):
-        raise _error(403, "you can wrap up only your own calls")
+    _own_or_supervisor(user, agent, "you can wrap up only your own calls")
     if len(notes) > 10000:
         raise _error(400, "notes: at most 10000 characters")
     try:
@@ -158,8 +163,7 @@ async def agents(request: web.Request) -> web.StreamResponse:
 async def one_agent(request: web.Request) -> web.StreamResponse:
     c, user = ctx(request), user_of(request)
     agent_id = request.match_info["agent"]
-    if agent_id != user.name and not user.at_least(Role.SUPERVISOR):
-        raise _error(403, "agents see only their own state")
+    _own_or_supervisor(user, agent_id, "agents see only their own state")
     if c.acd is None:
         raise _error(503, "routing is not running in this process")
     snap = next((a for a in c.acd.agent_snapshots() if a.id == agent_id), None)
@@ -170,8 +174,7 @@ async def one_agent(request: web.Request) -> web.StreamResponse:
 
 async def change_agent_state(request: web.Request, agent_id: str, state: str) -> AgentState:
     c, user = ctx(request), user_of(request)
-    if agent_id != user.name and not user.at_least(Role.SUPERVISOR):
-        raise _error(403, "agents change only their own state")
+    _own_or_supervisor(user, agent_id, "agents change only their own state")
     if c.acd is None:
         raise _error(503, "routing is not running in this process")
     try:
@@ -203,8 +206,7 @@ async def agent_state(request: web.Request) -> web.StreamResponse:
 async def screen_pop(request: web.Request) -> web.StreamResponse:
     c, user = ctx(request), user_of(request)
     agent = request.match_info["agent"]
-    if agent != user.name and not user.at_least(Role.SUPERVISOR):
-        raise _error(403, "agents see only their own screen pop")
+    _own_or_supervisor(user, agent, "agents see only their own screen pop")
     pop = c.hub.screen_pops.get(agent)
     return _json({"agent": agent, "screen_pop": pop})
 

@@ -154,21 +154,6 @@ class SlotSpec(_Strict):
         return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
 
 
-BANK_OPERATIONS = (
-    "balance",
-    "transactions",
-    "block_card",
-    "activate_card",
-    "transfer",
-    "credit_card_bill",
-    "repay",
-    "risk_assessment",
-    "recommend",
-    "complaint",
-    "complaint_status",
-)
-
-
 class BankIntent(_IntentBase):
     """Looks up or changes the bank's records: optional verification, slots, confirmation, then `say`."""
 

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 def knowledge_dir(s: Settings) -> Path:
     """`dialog.knowledge_dir`, default data_dir/knowledge (where the sessions log unanswered questions)."""
-    raw = getattr(s.dialog, "knowledge_dir", None)
+    raw = s.dialog.knowledge_dir
     return Path(raw).resolve() if raw else Path(s.data_dir).resolve() / "knowledge"
 
 
@@ -260,7 +260,7 @@ async def start_live_knowledge(hotline: Any, flow: Flow, engine: DialogEngine) -
     """For `Hotline.start()`: the live knowledge base, swapping `hotline.deps.engine` on each publish."""
     s: Settings = hotline.settings
     store = KnowledgeStore(knowledge_dir(s), flow.languages)
-    live = LiveKnowledge(flow, engine, store, poll_s=float(getattr(s.dialog, "knowledge_poll_s", 2.0)))
+    live = LiveKnowledge(flow, engine, store, poll_s=s.dialog.knowledge_poll_s)
 
     def swap(new: DialogEngine) -> None:
         if hotline.deps is not None:

@@ -177,7 +177,7 @@ class CallSession:
     def _check_recording(self) -> None:
         """A recording that stopped (disk full) is reported once; the call goes on without it."""
         rec = self._recorder
-        if rec is None or self._recording_alerted or not getattr(rec, "failed", False):
+        if rec is None or self._recording_alerted or not rec.failed:
             return
         self._recording_alerted = True
         log.error("call %s: ALERT recording failed (%s); the call goes on unrecorded", self.call_id, rec.path)
@@ -358,7 +358,7 @@ class CallSession:
         assert conv is not None
         no_input_s = action.timeout_s or self.deps.settings.endpointing.no_input_s
         self._state.digit_mode = action.digits_max > 1  # a card or account number: longer pauses allowed
-        secret = getattr(action, "secret", False)  # a PIN or card number: masked, recording paused
+        secret = action.secret  # a PIN or card number: masked, recording paused
         silent_since: float | None = None
         while True:
             if self.leg.playing or self._state.speaking:
@@ -436,11 +436,12 @@ class CallSession:
     def _secret_entry(self, on: bool) -> None:
         """Pauses the recording while a PIN or card number is keyed, resumes it for the next prompt."""
         rec = self._recorder
-        if rec is None or getattr(rec, "paused", not on) == on:
+        if rec is None or rec.paused == on:
             return
-        switch = getattr(rec, "pause" if on else "resume", None)
-        if switch is not None:
-            switch()
+        if on:
+            rec.pause()
+        else:
+            rec.resume()
 
     # -- media -----------------------------------------------------------------------------
     async def _read_media(self, leg: CallLeg, sink: Callable[[_Input], None], *, caller_side: bool = True) -> None:
@@ -577,7 +578,7 @@ class CallSession:
                 sink(_RecognizerFailed())
             return
         took_ms = (time.monotonic() - t) * 1e3
-        secret = self._conv is not None and getattr(self._conv, "expects_secret", False)  # a spoken PIN: not logged
+        secret = self._conv is not None and self._conv.expects_secret  # a spoken PIN: not logged
         shown = "[speech during secret entry]" if secret else tr.text
         log.info("call %s: recognised %r (%.2f) in %.0f ms", self.call_id, shown, tr.confidence, took_ms)
         sink(_Heard(tr, start_s, end_s))
