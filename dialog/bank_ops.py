@@ -69,8 +69,29 @@ def _amount(ctx: OpContext, slot: str = "amount") -> Decimal:
         raise BankError("invalid_amount", f"slot {slot!r} holds no amount") from None
 
 
+def parse_period(value: str) -> tuple[date, date] | None:
+    """A period slot's value, "2026-11-23..2026-12-01", as (first day, last day); None when empty or bad."""
+    first, sep, last = value.partition("..")
+    try:
+        return (date.fromisoformat(first), date.fromisoformat(last)) if sep else None
+    except ValueError:
+        return None
+
+
+def spoken_period(start: date, end: date, lang: str) -> str:
+    """How the answer names a period: "on March 3", "from March 1 to March 31" / "3月1日至3月31日"."""
+    if start == end:
+        return f"{spoken_date(start, lang)}" if lang == "zh" else f"on {spoken_date(start, lang)}"
+    if lang == "zh":
+        return f"{spoken_date(start, lang)}至{spoken_date(end, lang)}"
+    return f"from {spoken_date(start, lang)} to {spoken_date(end, lang)}"
+
+
 def balance(ctx: OpContext) -> Answer:
     accounts = ctx.bank.accounts(_customer(ctx).id)
+    chosen = ctx.slots.get("account", "")
+    if chosen:  # one account, by its last four digits (an account slot); empty: all of them
+        accounts = [a for a in accounts if a.last4 == chosen] or accounts
     items = [
         {
             "kind": ctx.label(a.kind),
@@ -85,7 +106,14 @@ def balance(ctx: OpContext) -> Answer:
 
 
 def transactions(ctx: OpContext) -> Answer:
-    rows = ctx.bank.recent_transactions(_customer(ctx).id, 5)
+    period = parse_period(ctx.slots.get("period", ""))
+    if period is None:
+        rows = ctx.bank.recent_transactions(_customer(ctx).id, 5)
+        said = "最近" if ctx.lang == "zh" else ""  # {period}: "Your last 5 transactions" / "您最近的5笔交易"
+    else:
+        rows = ctx.bank.recent_transactions(_customer(ctx).id, 10, since=period[0], until=period[1])
+        said = spoken_period(period[0], period[1], ctx.lang)
+        said = said if ctx.lang == "zh" else " " + said  # "Your last 3 transactions from May 1 to May 31"
     items = [
         {
             "date": spoken_date(t.posted_at, ctx.lang),
@@ -96,12 +124,20 @@ def transactions(ctx: OpContext) -> Answer:
         }
         for t in rows
     ]
-    return Answer({"count": str(len(items))}, items)
+    return Answer({"count": str(len(items)), "period": said}, items)
 
 
 def block_card(ctx: OpContext) -> Answer:
     card = ctx.bank.block_card(_customer(ctx).id, ctx.slots.get("card_last4", ""))
-    return Answer({"last4": card.last4, "kind": ctx.label(card.kind)})
+    return Answer({"last4": card.last4, "kind": ctx.label(card.kind)}, record={"card": card.last4})
+
+
+def report_lost(ctx: OpContext) -> Answer:
+    done = ctx.bank.report_lost_card(_customer(ctx).id, ctx.slots.get("card_last4", ""))
+    return Answer(
+        {"last4": done.blocked.last4, "kind": ctx.label(done.blocked.kind), "new_last4": done.replacement.last4},
+        record={"card": done.blocked.last4, "replacement": done.replacement.last4},
+    )
 
 
 def activate_card(ctx: OpContext) -> Answer:
@@ -225,6 +261,7 @@ OPERATIONS: dict[str, Callable[[OpContext], Answer]] = {
     "balance": balance,
     "transactions": transactions,
     "block_card": block_card,
+    "report_lost": report_lost,
     "activate_card": activate_card,
     "transfer": transfer,
     "credit_card_bill": credit_card_bill,

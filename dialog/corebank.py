@@ -80,6 +80,14 @@ class Card:
 
 
 @dataclass(frozen=True)
+class CardReplacement:
+    """A card reported lost or stolen: the old one blocked, a new one (inactive until activated) ordered."""
+
+    blocked: Card
+    replacement: Card
+
+
+@dataclass(frozen=True)
 class Transaction:
     posted_at: datetime
     description: str
@@ -142,11 +150,21 @@ class CoreBank(Protocol):
 
     def accounts(self, customer_id: int) -> list[Account]: ...
 
-    def recent_transactions(self, customer_id: int, limit: int = 5) -> list[Transaction]: ...
+    def recent_transactions(
+        self, customer_id: int, limit: int = 5, since: date | None = None, until: date | None = None
+    ) -> list[Transaction]:
+        """Newest first; `since`/`until` (both inclusive, local dates) narrow it to a period."""
+        ...
 
     def cards(self, customer_id: int) -> list[Card]: ...
 
-    def block_card(self, customer_id: int, last4: str) -> Card: ...
+    def block_card(self, customer_id: int, last4: str) -> Card:
+        """Stops the card at once (kept blocked; no replacement). `card_blocked` if it already is."""
+        ...
+
+    def report_lost_card(self, customer_id: int, last4: str) -> CardReplacement:
+        """Lost or stolen: blocks the card and orders a new one on the same account (inactive until activated)."""
+        ...
 
     def activate_card(self, customer_id: int, last4: str) -> Card: ...
 

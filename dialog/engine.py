@@ -7,15 +7,20 @@ handler below, registered in `_HANDLERS`. New kinds (forms with slots, ID&V) add
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
+from dialog import entities
 from dialog.actions import Action, Hangup, Listen, Say, Transfer, Understood
-from dialog.bank_ops import OPERATIONS, OpContext, complaint_classifier, money
+from dialog.bank_ops import OPERATIONS, OpContext, complaint_classifier, money, parse_period, spoken_period
 from dialog.corebank import BankError, CoreBank, Customer
 from dialog.flow import (
     FAQ_PREFIX,
+    RECORD_SLOT_TYPES,
     BankIntent,
     Flow,
     GoBackIntent,
@@ -92,6 +97,9 @@ class Conversation:
         self._last_prompts: list[Say] = []
         self._final: Transfer | Hangup | None = None
         self._log = _CallLog(log, {"call_id": call_id})
+        self.today: date | None = None  # "last month" is counted from this day (None: the real today)
+        self._said = ""  # the caller's words that started the current intent: they may already name a slot
+        self._last_done: _Form | None = None  # the bank intent just answered, for "no, the savings one"
 
     @property
     def ended(self) -> bool:
@@ -129,6 +137,7 @@ class Conversation:
         self._follow_caller_language(text)
         if self._asking() is not None:
             return self._form_text(text, confidence)
+        self._said = text
         if confidence < self.flow.config.nlu.min_asr_confidence:
             self._log.info("ASR confidence %.2f below minimum; not understood", confidence)
             return self._not_understood(confidence)
@@ -136,6 +145,9 @@ class Conversation:
         # What callers say can hold personal data: the text itself only at debug level.
         self._log.debug("nlu text: %r", text)
         self._log.info("nlu: %s (%.2f; best guess %s)", result.intent, result.confidence, result.best_guess)
+        correction = self._correction(text, result.intent)
+        if correction is not None:
+            return correction
         if result.intent is not None:
             return self._run_intent(result.intent, result.confidence)
         return self._knowledge_fallback(text) or self._not_understood(result.confidence)
@@ -145,6 +157,7 @@ class Conversation:
             return self._already_ended()
         digit = (digit or "").strip().upper()
         self._no_input = 0
+        self._said = ""
         swallow, self._hash_after_full_entry = self._hash_after_full_entry, False
         if digit == "#" and swallow:
             return [self._listen()]  # "#" after a PIN that was already complete: nothing to do
@@ -197,6 +210,7 @@ class Conversation:
     def _run_intent(self, name: str, confidence: float) -> list[Action]:
         self._no_match = 0
         self.last_intent = name
+        self._last_done = None
         understood = Understood(name, round(confidence, 3), {})
         if name.startswith(FAQ_PREFIX):
             entry_id = name.removeprefix(FAQ_PREFIX)
@@ -254,9 +268,15 @@ class Conversation:
     # ---- forms: verification, slots, confirmation ---------------------------------------
 
     def _start_form(
-        self, name: str, spec: BankIntent, resume: str | None, says: list[Say] | None = None
+        self,
+        name: str,
+        spec: BankIntent,
+        resume: str | None,
+        says: list[Say] | None = None,
+        preset: dict[str, str] | None = None,
     ) -> list[Action]:
-        self._form = _Form(name, spec, {}, resume=resume)
+        self._form = _Form(name, spec, {}, resume=resume, hint=self._said, preset=preset)
+        self._said = ""
         self._digits = ""
         if spec.verify and self.customer is None:
             self._verifying = "number"
@@ -311,12 +331,28 @@ class Conversation:
             assert self._form.spec.confirm is not None
             return self._say(self._form.spec.confirm, self._template_values())
         assert isinstance(asking, SlotSpec)
+        if asking.type in ("card", "account") and asking.choice is not None:
+            sep = "，" if self.lang == "zh" else ", "
+            choices = sep.join(
+                self._fill(asking.choice, {"key": str(i), "kind": self._label(o.kind), "last4": o.last4})
+                for i, o in enumerate(self._form.choices, 1)
+            )
+            return self._say(asking.prompt, {"choices": choices})
         return self._say(asking.prompt)
 
     def _ask(self, says: list[Say]) -> list[Action]:
         """Asks the next question of the form, or confirms, or runs it when everything is known."""
         form = self._form
         assert form is not None
+        if self._verifying is None:
+            try:
+                self._fill_record_slots(form)
+            except BankError as exc:
+                self._log.info("bank refused %s: %s (%s)", form.spec.operation, exc.code, exc)
+                return self._bank_refused(exc, says)
+            except Exception:
+                self._log.exception("bank records for %s could not be read", form.intent)
+                return self._bank_unavailable()
         if self._verifying is None and form.index >= len(form.spec.slots):
             if form.spec.confirm is not None and not form.confirming:
                 form.confirming = True
@@ -351,6 +387,14 @@ class Conversation:
                 return self._accept("yes" if digit == "1" else "no")
         elif isinstance(asking, SlotSpec) and digit in asking.options:
             return self._accept(asking.options[digit].value)
+        elif (
+            isinstance(asking, SlotSpec)
+            and asking.type in ("card", "account")
+            and self._form is not None
+            and digit in "123456789"
+            and int(digit) <= len(self._form.choices)
+        ):
+            return self._accept(self._form.choices[int(digit) - 1].value)
         target = self.flow.config.dtmf.get("0") if digit == "0" else None
         if target is not None:  # 0 for a person works everywhere
             self._drop_form()
@@ -373,6 +417,14 @@ class Conversation:
 
     def _form_text(self, text: str, confidence: float) -> list[Action]:
         asking = self._asking()
+        if asking == "confirm" and self._form is not None:
+            fix = self._slot_correction(self._form, text)
+            if fix is not None:  # "no, the credit card": change it and confirm again
+                name, fixed = fix
+                self._log.info("caller changes %s before confirming", name)
+                self._form.values[name] = fixed
+                self._form.auto.discard(name)
+                return self._speak_and_listen([self._question()])
         escape = self._escape_intent(text, strict=isinstance(asking, SlotSpec) and asking.type == "text")
         if confidence < self.flow.config.nlu.min_asr_confidence:
             return self._form_no_match()
@@ -419,6 +471,12 @@ class Conversation:
         kind = "yes_no" if asking == "confirm" else asking.type if isinstance(asking, SlotSpec) else "digits"
         if kind == "text":
             return text.strip()
+        if kind in ("card", "account") and self._form is not None:
+            matches = _match_options(self._form.choices, text, self.lang, kind)
+            return matches[0].value if matches is not None and len(matches) == 1 else None
+        if kind == "period":
+            found = entities.period(text, self.lang, self.today)
+            return _period_value(found) if found is not None else None
         if kind == "choice":
             assert isinstance(asking, SlotSpec)
             said = normalize(text)
@@ -522,8 +580,17 @@ class Conversation:
             self._drop_form()
             return self._go_back_to_menu()
         form.confirming = False
-        form.index = max(0, form.index - 1)
-        form.values.pop(form.spec.slots[form.index].name, None)
+        while True:
+            form.index -= 1
+            if form.index < 0:  # every earlier question was answered without asking: back to the menu
+                self._drop_form()
+                return self._go_back_to_menu()
+            name = form.spec.slots[form.index].name
+            form.values.pop(name, None)
+            if name not in form.auto:
+                break
+            form.preset.pop(name, None)
+            form.hint = ""
         self._log.info("going back to %s", form.spec.slots[form.index].name)
         return self._ask([])
 
@@ -552,10 +619,7 @@ class Conversation:
                 first = self.flow.config.intents[spec.first]
                 assert isinstance(first, BankIntent)
                 return self._start_form(spec.first, first, resume=form.intent, says=says)
-            self._drop_form()
-            errors = self._bank_errors()
-            text = errors.get(exc.code) or errors["unavailable"]
-            return self._speak_and_listen([*says, self._say(text), self._say(self.flow.config.prompts.anything_else)])
+            return self._bank_refused(exc, says)
         except Exception:
             self._log.exception("bank operation %s failed", spec.operation)
             return self._bank_unavailable()
@@ -569,6 +633,8 @@ class Conversation:
             sep = "；" if self.lang == "zh" else "; "
             values["items"] = sep.join(self._fill(spec.item, item) for item in answer.items)
         out = [*says, self._say(spec.say, values)]
+        if spec.empty is not None and spec.item is not None and not answer.items:
+            out = [*says, self._say(spec.empty, values)]
         if spec.disclosure is not None:
             out.append(self._say(spec.disclosure, values))
         understood = Understood(form.intent, 1.0, {**_public_slots(spec, form.values), **answer.record})
@@ -577,7 +643,98 @@ class Conversation:
             resume = self.flow.config.intents[form.resume]
             assert isinstance(resume, BankIntent)
             return [understood, *self._start_form(form.resume, resume, resume=None, says=out)]
+        self._last_done = form
         return [understood, *self._speak_and_listen([*out, self._say(self.flow.config.prompts.anything_else)])]
+
+    def _bank_refused(self, exc: BankError, says: list[Say]) -> list[Action]:
+        self._drop_form()
+        errors = self._bank_errors()
+        text = errors.get(exc.code) or errors["unavailable"]
+        return self._speak_and_listen([*says, self._say(text), self._say(self.flow.config.prompts.anything_else)])
+
+    # ---- slots from the bank's records: which card, which account, which period ----------
+
+    def _fill_record_slots(self, form: _Form) -> None:
+        """Fills card / account / period slots the caller already named, or that have one possible value."""
+        form.choices = []
+        while not form.confirming and form.index < len(form.spec.slots):
+            slot = form.spec.slots[form.index]
+            if slot.type not in RECORD_SLOT_TYPES:
+                return
+            value = self._resolve(slot, form)
+            if value is None:
+                return  # ask the caller
+            self._log.info("slot %s filled from %s", slot.name, "what was said" if form.hint else "the records")
+            form.values[slot.name] = value
+            form.auto.add(slot.name)
+            form.index += 1
+
+    def _resolve(self, slot: SlotSpec, form: _Form) -> str | None:
+        if slot.type != "period":  # kept for corrections, also when the value is already known
+            form.options[slot.name] = self._record_options(slot)
+        if slot.name in form.preset:
+            return form.preset[slot.name]
+        if slot.type == "period":
+            found = entities.period(form.hint, self.lang, self.today) if form.hint else None
+            if found is not None:
+                return _period_value(found)
+            return "" if not slot.required else None
+        options = form.options[slot.name]
+        matches = _match_options(options, form.hint, self.lang, slot.type) if form.hint else None
+        if matches is not None and len(matches) == 1:
+            return matches[0].value
+        if not matches:
+            if len(options) == 1:
+                return options[0].value
+            if matches is None and not slot.required:
+                return ""  # named none: all of them
+        form.choices = matches or options
+        return None
+
+    def _record_options(self, slot: SlotSpec) -> list[_Option]:
+        bank, customer = self.engine.bank, self.customer
+        if bank is None or customer is None:
+            raise BankError("unavailable", f"slot {slot.name} needs a verified caller and the bank")
+        if slot.type == "card":
+            cards = [_Option(c.last4, c.kind) for c in bank.cards(customer.id) if c.status in slot.statuses]
+            if not cards:
+                raise BankError("card_not_found", "no card of the caller's fits")
+            return cards
+        accounts = [_Option(a.last4, a.kind) for a in bank.accounts(customer.id)]
+        if not accounts:
+            raise BankError("not_found", "the caller has no account")
+        return accounts
+
+    def _slot_correction(self, form: _Form, text: str) -> tuple[str, str] | None:
+        """A card, account or period the caller now names instead of the one the form holds."""
+        for slot in form.spec.slots:
+            if slot.type == "period":
+                found = entities.period(text, self.lang, self.today)
+                value = _period_value(found) if found else None
+            elif slot.type in ("card", "account"):
+                matches = _match_options(form.options.get(slot.name, []), text, self.lang, slot.type)
+                value = matches[0].value if matches is not None and len(matches) == 1 else None
+            else:
+                continue
+            if value is not None and value != form.values.get(slot.name):
+                return slot.name, value
+        return None
+
+    def _correction(self, text: str, intent: str | None) -> list[Action] | None:
+        """Right after a bank answer, "no, the savings one" / "上个月的呢" runs it again with that changed."""
+        done = self._last_done
+        if done is None:
+            return None
+        if intent is not None and intent != done.intent and not _FOLLOW_ON.search(text):
+            return None  # another request ("block my credit card", "bye, see you tomorrow"), not a correction
+        fix = self._slot_correction(done, text)
+        if fix is None:
+            return None
+        name, value = fix
+        self._log.info("caller corrects %s: %s", done.intent, name)
+        self._no_match, self.last_intent, self._last_done = 0, done.intent, None
+        preset = {**done.values, name: value}
+        return [Understood(done.intent, 1.0, {}), *self._start_form(done.intent, done.spec, None, preset=preset)]
 
     def _bank_unavailable(self) -> list[Action]:
         self._drop_form()
@@ -615,6 +772,9 @@ class Conversation:
                 out[slot.name] = money(Decimal(value), self.lang)
             elif slot.type in ("choice", "yes_no"):
                 out[slot.name] = self._label(value)
+            elif slot.type == "period":
+                days = parse_period(value)
+                out[slot.name] = spoken_period(*days, self.lang) if days else ""
             else:
                 out[slot.name] = value
         return out
@@ -723,14 +883,75 @@ class Conversation:
 class _Form:
     """A bank intent in progress: the slots known so far, and where in it the caller is."""
 
-    def __init__(self, intent: str, spec: BankIntent, values: dict[str, str], resume: str | None) -> None:
+    def __init__(
+        self,
+        intent: str,
+        spec: BankIntent,
+        values: dict[str, str],
+        resume: str | None,
+        hint: str = "",
+        preset: dict[str, str] | None = None,
+    ) -> None:
         self.intent = intent
         self.spec = spec
         self.values = values
+        self.hint = hint  # what the caller said when asking for it ("block my credit card")
+        self.preset = dict(preset or {})  # slot values known before asking (a correction)
+        self.auto: set[str] = set()  # slots filled without a question
+        self.options: dict[str, list[_Option]] = {}  # card/account slot -> the caller's cards/accounts
+        self.choices: list[_Option] = []  # what the current card/account question offers
         self.index = 0
         self.confirming = False
         self.confirmed = False
         self.resume = resume  # intent to go on with once this one is done (recommendation after risk check)
+
+
+def _period_value(found: entities.Entity) -> str:
+    """A period entity as a period slot's value: "2026-11-01..2026-11-30"."""
+    start, end = cast(tuple[date, date], found.value)
+    return f"{start.isoformat()}..{end.isoformat()}"
+
+
+@dataclass(frozen=True)
+class _Option:
+    """One of the caller's cards or accounts, offered for a card/account slot; `value` is its last four digits."""
+
+    value: str
+    kind: str  # debit, credit / current, savings, credit
+
+    @property
+    def last4(self) -> str:
+        return self.value
+
+
+# entity account types -> the bank's kinds, for accounts and for cards (a savings card, 储蓄卡, is a debit card)
+_ACCOUNT_KINDS = {"checking": "current", "savings": "savings", "credit": "credit", "debit": "current"}
+_CARD_KINDS = {"checking": "debit", "savings": "debit", "credit": "credit", "debit": "debit"}
+# "no, the savings one", "what about March", 信用卡的呢, 不是这张: about the answer just given
+_FOLLOW_ON = re.compile(
+    r"^\W*(?:no|nope|not|and|what about|how about|i meant?|i said|rather|only|just)\b|^\W*the\b.*\bone\b"
+    r"|呢\W*$|^\W*(?:不是|不对|那|我是说|我说的是|只要|只查)",
+    re.I,
+)
+_CURRENT = re.compile(r"\bcurrent\b|\bmain\s+account|活期|工资卡", re.I)
+
+
+def _match_options(options: list[_Option], text: str, lang: str, slot_type: str) -> list[_Option] | None:
+    """The options `text` names: by last digits ("ending 7788", 尾号7788), else by kind ("the credit
+    one", 储蓄卡); None when it names neither."""
+    if not text:
+        return None
+    found = entities.extract(text, lang)
+    digits = {str(e.value)[-4:] for e in found if e.kind == "digits" and len(str(e.value)) >= 4}
+    if digits:
+        return [o for o in options if o.last4 in digits]
+    table = _CARD_KINDS if slot_type == "card" else _ACCOUNT_KINDS
+    kinds = {table[e.value] for e in found if e.kind == "account_type" and e.value in table}
+    if _CURRENT.search(text):
+        kinds.add("debit" if slot_type == "card" else "current")
+    if kinds:
+        return [o for o in options if o.kind in kinds]
+    return None
 
 
 class _Blank(dict[str, str]):
@@ -759,6 +980,10 @@ def _validate(slot: SlotSpec, value: str) -> str | None:
         return str(amount.quantize(Decimal("0.01")))
     if slot.type == "yes_no":
         return value if value in ("yes", "no") else None
+    if slot.type in ("card", "account"):
+        return value if value == "" or (value.isdigit() and len(value) == 4) else None
+    if slot.type == "period":
+        return value if value == "" or parse_period(value) is not None else None
     if slot.type == "choice":
         return value if value in {o.value for o in slot.options.values()} else None
     return value[:2000] if value.strip() else None

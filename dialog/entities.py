@@ -587,7 +587,9 @@ _EN_DATE_PATTERNS = [
     (
         "the_day",
         re.compile(
-            r"\b(?:on|by|before|after|until|from|for)\s+the\s+(?:(\d{1,2})(?:st|nd|rd|th)|(" + _ORDINAL_WORDS + r"))\b",
+            r"\b(?:on|by|before|after|until|from|for|since)\s+the\s+(?:(\d{1,2})(?:st|nd|rd|th)|("
+            + _ORDINAL_WORDS
+            + r"))\b",
             re.I,
         ),
     ),
@@ -840,3 +842,157 @@ def first(text: str, lang: str, kind: str, today: datetime.date | None = None) -
     if kind not in KINDS:
         raise ValueError(f"unknown entity kind {kind!r}; one of {', '.join(KINDS)}")
     return next((e for e in extract(text, lang, today) if e.kind == kind), None)
+
+
+# --------------------------------------------------------------------------------------------
+# Periods: "since last Monday", "statement for March", 上个月, 最近七天, 昨天 -> (first day, last day)
+# --------------------------------------------------------------------------------------------
+
+_EN_UNITS = {"day": 1, "days": 1, "week": 7, "weeks": 7, "month": 30, "months": 30}
+_EN_LAST_N = re.compile(
+    r"\b(?:last|past|previous)\s+(\d{1,3}|" + "|".join(sorted([*_ONES, *_TEENS, *_TENS], key=len, reverse=True))
+    + r"|a|one)?\s*(days?|weeks?|months?)\b",
+    re.I,
+)
+_EN_CALENDAR = re.compile(r"\b(last|this|previous|past|current)\s+(week|month|year)\b", re.I)
+_EN_SINCE = re.compile(r"\b(?:since|from|after|starting)\b", re.I)
+_EN_MONTH = re.compile(
+    r"(?:\b(?:in|for|of|during)\s+(may)|\b(" + "|".join(k for k in _MONTHS_EN if len(k) > 3)
+    + r"))\b(?:\s+(\d{4})\b)?",
+    re.I,
+)
+_ZH_N = r"([0-9零一二两三四五六七八九十]{1,3})"
+_ZH_LAST_N = re.compile(r"(?:最近|近|过去|前)" + _ZH_N + r"?\s*(?:个)?(天|日|周|星期|礼拜|月)")
+_ZH_CALENDAR = re.compile(r"(上个?|这个?|本|今|去)(月|周|星期|礼拜|年)(?![一二三四五六日天末]|[\d零两七八九十]+[日号])")
+_ZH_SINCE = re.compile(r"\s*(?:以来|之后|以后|起|开始)")
+# groups as _EN_MONTH's: month, (unused), (no year)
+_ZH_MONTH = re.compile(
+    r"(?<![\d一二三四五六七八九十零两个])(\d{1,2}|[一二三四五六七八九十]{1,2})()月份?(?![\d零一二两三四五六七八九十]+[日号]?)()"
+)
+
+
+_WEEKDAY_WORD = re.compile(r"(?:" + "|".join(_WEEKDAYS_EN) + r")\b|周|星期|礼拜", re.I)
+
+
+def _past(day: datetime.date, said: str, today: datetime.date) -> datetime.date:
+    """A day named for past transactions lies in the past: "Monday" is the last one, "the 5th" last
+    month's, "March 3" last year's."""
+    if day <= today:
+        return day
+    if _WEEKDAY_WORD.search(said):
+        return day - datetime.timedelta(days=7 * (1 + (day - today).days // 7))
+    if day.year == today.year and day.month == today.month:  # "the 31st" of a 30-day month: its last day
+        year, month = today.year - (today.month == 1), (today.month - 2) % 12 + 1
+        return _make_date(year, month, day.day) or _month_range(year, month, today)[1]
+    return _make_date(day.year - 1, day.month, day.day) or day - datetime.timedelta(days=365)
+
+
+def _day(entity: Entity) -> datetime.date:
+    assert isinstance(entity.value, datetime.date)
+    return entity.value
+
+
+def _month_range(year: int, month: int, today: datetime.date) -> tuple[datetime.date, datetime.date]:
+    first = datetime.date(year, month, 1)
+    nxt = datetime.date(year + (month == 12), month % 12 + 1, 1)
+    return first, min(nxt - datetime.timedelta(days=1), today)
+
+
+def _months_back(today: datetime.date, n: int) -> datetime.date:
+    month0 = today.month - 1 - n
+    year, month = today.year + month0 // 12, month0 % 12 + 1
+    return _make_date(year, month, min(today.day, 28)) or today
+
+
+def _calendar(unit: str, last: bool, today: datetime.date) -> tuple[datetime.date, datetime.date]:
+    if unit == "week":
+        monday = today - datetime.timedelta(days=today.weekday())
+        if last:
+            return monday - datetime.timedelta(days=7), monday - datetime.timedelta(days=1)
+        return monday, today
+    if unit == "month":
+        if last:
+            end = today.replace(day=1) - datetime.timedelta(days=1)
+            return end.replace(day=1), end
+        return today.replace(day=1), today
+    if last:
+        return datetime.date(today.year - 1, 1, 1), datetime.date(today.year - 1, 12, 31)
+    return datetime.date(today.year, 1, 1), today
+
+
+def _count(word: str | None) -> int | None:
+    if not word:
+        return 1
+    word = word.lower()
+    if word.isdigit():
+        return int(word)
+    if word in ("a", "one"):
+        return 1
+    if word in _ONES or word in _TEENS or word in _TENS:
+        return {**_ONES, **_TEENS, **_TENS}[word]
+    return _zh_small(word)
+
+
+def period(text: str, lang: str = "en", today: datetime.date | None = None) -> Entity | None:
+    """The period of time `text` names, as an Entity of kind "period" with value (first day, last day),
+    both inclusive and never after `today`; None when it names none. Checked in this order: "last 7
+    days" / 最近7天; "since Monday" / 上周一以来; "last month" / 上个月 / "this week" / 本周; "March" /
+    三月份; a single day ("yesterday", "last Monday", 昨天: that day only)."""
+    if not isinstance(text, str) or not text:
+        return None
+    text = text[:MAX_CHARS]
+    today = today or datetime.date.today()
+
+    def found(start: datetime.date, end: datetime.date, m_start: int, m_end: int) -> Entity:
+        start, end = min(start, end), min(max(start, end), today)
+        return _entity(text, "period", (start, end), m_start, m_end)
+
+    m = _EN_CALENDAR.search(text)
+    if m is not None and m.group(1).lower() != "past":
+        last = m.group(1).lower() in ("last", "previous")
+        return found(*_calendar(m.group(2).lower(), last, today), m.start(), m.end())
+    for pattern in (_EN_LAST_N, _ZH_LAST_N):
+        m = pattern.search(text)
+        if m is None:
+            continue
+        n = _count(m.group(1))
+        if n is None or not 0 < n <= 400:
+            continue
+        unit = m.group(2).lower()
+        if unit.startswith("month") or unit == "月":
+            start = _months_back(today, n) + datetime.timedelta(days=1)
+        else:
+            days = n * (7 if unit.startswith("week") or unit in ("周", "星期", "礼拜") else 1)
+            start = today - datetime.timedelta(days=days - 1)
+        return found(start, today, m.start(), m.end())
+    dates = _dates(text, today)
+    for d in dates:
+        before, after = text[max(0, d.start - 12) : d.start] + " " + d.text[:6], text[d.end : d.end + 4]
+        if _EN_SINCE.search(before) or _ZH_SINCE.match(after) or re.search(r"(?:自从|自|从)\s*$", before):
+            start, end, m_end = _past(_day(d), d.text, today), today, d.end
+            later = [e for e in dates if e.start >= d.end]
+            if later and re.search(r"\b(?:to|until|till|and)\b|到|至", text[d.end : later[0].start]):
+                end, m_end = _past(_day(later[0]), later[0].text, today), later[0].end
+            return found(start, end, d.start, m_end)
+    m = _ZH_CALENDAR.search(text)
+    if m is not None:
+        unit = {"月": "month", "年": "year"}.get(m.group(2), "week")
+        return found(*_calendar(unit, m.group(1)[0] in "上去", today), m.start(), m.end())
+    day_spans = _Spans((d.start, d.end) for d in dates)
+    for pattern in (_EN_MONTH, _ZH_MONTH):
+        for m in pattern.finditer(text):
+            group = 1 if m.group(1) else 2
+            if day_spans.hits(m.start(group), m.end(group)):
+                continue
+            word = m.group(group).lower()
+            month = _MONTHS_EN.get(word) or _zh_small(word)
+            if not month or not 1 <= month <= 12:
+                continue
+            year = int(m.group(3)) if pattern is _EN_MONTH and m.group(3) else today.year
+            if year == today.year and month > today.month:
+                year -= 1
+            return found(*_month_range(year, month, today), m.start(group), m.end())
+    if dates:
+        day = _past(_day(dates[0]), dates[0].text, today)
+        return found(day, day, dates[0].start, dates[0].end)
+    return None

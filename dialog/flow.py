@@ -125,7 +125,13 @@ class GoBackIntent(_IntentBase):
     say: LangText
 
 
-SLOT_TYPES = ("digits", "amount", "choice", "yes_no", "text")
+SLOT_TYPES = ("digits", "amount", "choice", "yes_no", "text", "card", "account", "period")
+# Slots whose possible values come from the bank's records (the caller's cards, accounts) or the calendar.
+RECORD_SLOT_TYPES = ("card", "account", "period")
+
+
+CardStatus = Literal["active", "inactive", "blocked"]
+USABLE_CARD_STATUSES: tuple[CardStatus, ...] = ("active", "inactive")
 
 
 class ChoiceOption(_Strict):
@@ -137,8 +143,8 @@ class SlotSpec(_Strict):
     """One question of a form: what is asked, how it may be answered, and what is accepted."""
 
     name: str = Field(pattern=ID_PATTERN)
-    type: Literal["digits", "amount", "choice", "yes_no", "text"]
-    prompt: LangText
+    type: Literal["digits", "amount", "choice", "yes_no", "text", "card", "account", "period"]
+    prompt: LangText  # card / account: may use {choices}, the caller's cards or accounts as `choice` lists them
     reprompt: LangText | None = None
     min_digits: int = Field(default=1, ge=1, le=32)
     max_digits: int = Field(default=19, ge=1, le=32)
@@ -147,6 +153,13 @@ class SlotSpec(_Strict):
     # choice (and text, as its keypad alternative): key -> option
     options: dict[str, ChoiceOption] = Field(default_factory=dict)
     secret: bool = False  # keyed only, masked in transcripts and logs, recording paused
+    # card / account / period: false = left empty when the caller named none (all accounts, the latest
+    # transactions) instead of asking; a card or account is still asked when what was named fits several.
+    required: bool = True
+    # card / account: one of the caller's cards or accounts in {choices}: {key}, {kind}, {last4}
+    choice: LangText | None = None
+    # card: which cards may be chosen, by status (active, inactive, blocked)
+    statuses: list[CardStatus] = Field(default_factory=lambda: list(USABLE_CARD_STATUSES))
 
     @field_validator("options", mode="before")
     @classmethod
@@ -162,6 +175,7 @@ class BankIntent(_IntentBase):
         "balance",
         "transactions",
         "block_card",
+        "report_lost",
         "activate_card",
         "transfer",
         "credit_card_bill",
@@ -177,6 +191,7 @@ class BankIntent(_IntentBase):
     say: LangText  # the answer, with {fields} filled in from the bank's reply
     item: LangText | None = None  # one row of a list ({items} in `say`)
     disclosure: LangText | None = None  # said after the answer (e.g. the risk disclosure)
+    empty: LangText | None = None  # said instead of `say` when a list answer has no rows (no transactions)
     first: str | None = None  # intent to run first when the bank says it is needed (risk assessment)
 
 
@@ -443,8 +458,9 @@ def _check_references(doc: YamlDocument, config: FlowConfig, entries: list[Knowl
 # Fields each operation's answer may use in `say` / `item` (besides the slot names and {name}).
 OPERATION_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "balance": ({"items", "count"}, {"kind", "last4", "balance", "available", "currency"}),
-    "transactions": ({"items", "count"}, {"date", "description", "amount", "direction", "last4"}),
+    "transactions": ({"items", "count", "period"}, {"date", "description", "amount", "direction", "last4"}),
     "block_card": ({"last4", "kind"}, set()),
+    "report_lost": ({"last4", "kind", "new_last4"}, set()),
     "activate_card": ({"last4", "kind"}, set()),
     "transfer": ({"amount", "to_last4", "from_last4", "reference", "balance_after"}, set()),
     "credit_card_bill": ({"last4", "statement_balance", "minimum_payment", "due_date"}, set()),
@@ -469,6 +485,16 @@ def _check_bank_intent(doc: YamlDocument, config: FlowConfig, name: str, intent:
             problems.append(doc.problem((*loc, "name"), f"slot {slot.name!r} appears twice"))
         if slot.type == "choice" and not slot.options:
             problems.append(doc.problem((*loc, "options"), "a choice slot needs options (key: {value: ...})"))
+        if slot.type in ("card", "account") and slot.choice is None:
+            problems.append(doc.problem((*loc, "choice"), f"a {slot.type} slot needs `choice` (how one is read out)"))
+        for lang, text in (slot.choice or {}).items():
+            unknown = template_fields(text) - {"key", "kind", "last4"}
+            if unknown:
+                problems.append(
+                    doc.problem(
+                        (*loc, "choice", lang), f"unknown placeholder {{{sorted(unknown)[0]}}} (key, kind, last4)"
+                    )
+                )
         if slot.min_digits > slot.max_digits:
             problems.append(doc.problem((*loc, "min_digits"), "is above max_digits"))
         if slot.min_amount > slot.max_amount:
@@ -478,7 +504,9 @@ def _check_bank_intent(doc: YamlDocument, config: FlowConfig, name: str, intent:
                 problems.append(doc.problem((*loc, "options", key), "option keys are single digits, quoted"))
     answer_fields, item_fields = OPERATION_FIELDS[intent.operation]
     allowed = answer_fields | set(slot_names) | {"name"}
-    for field, fields in (("say", allowed), ("confirm", allowed), ("item", item_fields), ("disclosure", allowed)):
+    fields_by_text = (("say", allowed), ("confirm", allowed), ("item", item_fields), ("disclosure", allowed),
+                      ("empty", allowed))
+    for field, fields in fields_by_text:
         texts: dict[str, str] | None = getattr(intent, field)
         for lang, text in (texts or {}).items():
             try:

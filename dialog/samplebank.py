@@ -23,6 +23,7 @@ from dialog.corebank import (
     Account,
     BankError,
     Card,
+    CardReplacement,
     Complaint,
     CreditCardBill,
     Customer,
@@ -221,14 +222,23 @@ class SampleBank:
             ).all()
             return [_account(r) for r in rows]
 
-    def recent_transactions(self, customer_id: int, limit: int = 5) -> list[Transaction]:
+    def recent_transactions(
+        self, customer_id: int, limit: int = 5, since: date | None = None, until: date | None = None
+    ) -> list[Transaction]:
         with self._sessions() as s:
             self._active_customer(s, customer_id)
-            rows = s.scalars(
+            query = (
                 select(TransactionRow)
                 .join(AccountRow, AccountRow.number == TransactionRow.account_number)
                 .where(AccountRow.customer_id == customer_id)
-                .order_by(TransactionRow.posted_at.desc(), TransactionRow.id.desc())
+            )
+            if since is not None:
+                query = query.where(TransactionRow.posted_at >= datetime.combine(since, datetime.min.time()))
+            if until is not None:
+                end = datetime.combine(until + timedelta(days=1), datetime.min.time())
+                query = query.where(TransactionRow.posted_at < end)
+            rows = s.scalars(
+                query.order_by(TransactionRow.posted_at.desc(), TransactionRow.id.desc())
                 .limit(max(1, min(limit, 50)))
             ).all()
             return [
@@ -252,9 +262,40 @@ class SampleBank:
         with self._lock, self._sessions.begin() as s:
             self._active_customer(s, customer_id)
             card = self._card_by_last4(s, customer_id, last4)
+            if card.status == "blocked":
+                raise BankError("card_blocked", "the card is already blocked")
             card.status = "blocked"
             log.info("customer %d: card ending %s blocked", customer_id, last4)
             return _card(card)
+
+    def report_lost_card(self, customer_id: int, last4: str) -> CardReplacement:
+        with self._lock, self._sessions.begin() as s:
+            self._active_customer(s, customer_id)
+            card = self._card_by_last4(s, customer_id, last4)
+            card.status = "blocked"  # already blocked (frozen earlier) is fine: the replacement is what matters
+            new = CardRow(
+                number=self._new_card_number(s, card.number),
+                customer_id=customer_id,
+                account_number=card.account_number,
+                kind=card.kind,
+                status="inactive",
+            )
+            s.add(new)
+            s.flush()
+            log.info("customer %d: card ending %s reported lost; replacement ending %s ordered",
+                     customer_id, last4, new.number[-4:])
+            return CardReplacement(_card(card), _card(new))
+
+    @staticmethod
+    def _new_card_number(s: Session, old: str) -> str:
+        """Same issuer prefix, fresh digits; the last four differ from every card of the bank's (spoken by them)."""
+        taken = {n[-4:] for n in s.scalars(select(CardRow.number))}
+        for _ in range(1000):
+            tail = f"{secrets.randbelow(10**4):04d}"
+            if tail not in taken:
+                middle = "".join(str(secrets.randbelow(10)) for _ in range(len(old) - 10))
+                return old[:6] + middle + tail
+        raise BankError("unavailable", "no free card number")
 
     def activate_card(self, customer_id: int, last4: str) -> Card:
         with self._lock, self._sessions.begin() as s:

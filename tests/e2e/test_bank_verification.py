@@ -1,5 +1,7 @@
 """A caller verifies with card number and PIN on the keypad and hears their balance, over real SIP;
-afterwards the card number and PIN are in none of the database, the log, the transcript or the recording."""
+afterwards the card number and PIN are in none of the database, the log, the transcript or the recording.
+A second caller says "please block my card", verifies, picks the card by key and confirms: the sample
+bank's card is blocked (not the lost-card advice read out)."""
 
 from __future__ import annotations
 
@@ -15,11 +17,13 @@ import numpy as np
 import pytest
 from support.e2e_server import Server, free_sip_port, start_server, stop_server, write_config
 
+from dialog.samplebank import SampleBank
 from telephony import TestCaller
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 CARD, PIN = "6222021001234567", "246810"  # demo customer 1 (dialog/bank_cli.py)
+CARD2, PIN2 = "4392260012345678", "864209"  # demo customer 2: debit card 5678, credit card 2222
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +102,35 @@ async def test_caller_verifies_on_the_keypad_and_hears_the_balance(server: Serve
     assert len(stereo) > 8000 * 10
     caller_side = stereo[:, 0].copy().tobytes()
     no_secret_in(await asyncio.to_thread(lambda: ear.transcribe(caller_side, 8000, "en").text))
+
+
+async def test_caller_says_block_my_card_and_the_chosen_card_is_blocked(server: Server, ear: Any, voice: Any) -> None:
+    async with TestCaller() as tc:
+        leg = await tc.call(server.uri, from_user="13800003333")
+        await tc.listen(leg, silence_s=1.5, timeout_s=40)  # the greeting
+        await tc.play(leg, voice("Please block my card."))
+        ask_number = await heard(tc, leg, ear)
+        assert "card number" in ask_number or "account number" in ask_number, ask_number
+        tc.send_dtmf(leg, CARD2 + "#")
+        await tc.listen(leg, silence_s=1.5, timeout_s=40)  # "now please key in your PIN"
+        tc.send_dtmf(leg, PIN2)
+        await tc.listen(leg, silence_s=1.5, timeout_s=60)  # "verified ... which card? press 1 for ..."
+        tc.send_dtmf(leg, "2")  # the credit card ending 2222
+        await tc.listen(leg, silence_s=1.5, timeout_s=40)  # "you want to block the card ending 2222 ..."
+        tc.send_dtmf(leg, "1")
+        done = await heard(tc, leg, ear, timeout_s=60)
+        assert "cannot be used" in done, done  # (the recogniser hears "now blocked" as "outlocked")
+        await leg.hangup()
+
+    call = await asyncio.to_thread(closed_call, server, leg.call_id)
+    assert call, server.log()[-3000:]
+    lines = server.store.get_transcript(call.id)
+    system = " ".join(ln.text for ln in lines if ln.speaker == "system")
+    assert "press 2 for your credit card ending 2222" in system
+    assert "Your credit card ending 2222 is now blocked" in system
+    assert "mobile app under Cards" not in system  # not the lost-card advice
+    bank = SampleBank(f"sqlite:///{server.data_dir / 'bank.db'}")
+    try:
+        assert {c.last4: c.status for c in bank.cards(2)} == {"5678": "active", "2222": "blocked"}
+    finally:
+        bank.close()
