@@ -21,9 +21,16 @@ for words that open with a long fricative: "查询" 187 ms, 207 ms through G.711
 do not stop it. Backchannels with a vowel ("uh-huh", "yeah", "okay") are speech to this detector:
 they stop the prompt.
 
-Pure and fairly cheap: energy per frame, one 160-point FFT only for loud frames that are not echo;
-23 µs per idle frame, 63 µs per frame while a prompt plays (bench/speech_bench.py and a 20 s synthetic
-prompt, machine load ~8: an idle machine is faster). No I/O, no threads. One instance per call.
+Pure and fairly cheap: energy per frame, one 160-point FFT only for loud frames that are not echo.
+Digital silence costs one compare, a prompt frame's energy is remembered by content (every call plays
+the same prompts), whole frames are not copied, and the echo estimate gathers its lags from one array
+and takes its percentile by one sort; digital silence coming back under a prompt skips the estimate
+(its outcome is known: no echo, gain 0). Per received + sent frame pair (process CPU time of a synthetic
+500-frame run, load ~1.4), before these -> after: idle, digital silence both ways 8-10 -> 2.5 µs; idle,
+line noise in 8 -> 5 µs; prompt playing over its echo 14-15 -> 6 µs; over line noise 18 -> 9 µs; over
+digital silence 16 -> 3-5 µs. The same decisions, frame by frame, on 60 random lines (with and without
+echo, echo appearing late); bench/speech_bench.py barge-in: p50 107 ms, max 187 ms, 0 false stops, before
+and after. No I/O, no threads. One instance per call.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ import numpy as np
 
 from asr.audio import check_pcm16
 
-__all__ = ["BargeInDetector", "EchoGuard", "frame_features"]
+__all__ = ["BargeInDetector", "EchoGuard", "frame_energy", "frame_features"]
 
 
 def frame_features(pcm: bytes, sample_rate: int = 8000) -> tuple[float, float, float]:
@@ -53,6 +60,36 @@ def frame_features(pcm: bytes, sample_rate: int = 8000) -> tuple[float, float, f
 
 
 _WINDOWS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+_ZEROS: dict[int, bytes] = {}
+
+
+def frame_energy(pcm: bytes) -> float:
+    """Mean square of one PCM16 frame (PCM16 units²); exact digital silence costs one compare."""
+    zero = _ZEROS.get(len(pcm))
+    if zero is None:
+        zero = _ZEROS[len(pcm)] = bytes(len(pcm))
+    if pcm == zero:
+        return 0.0
+    x = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+    return float(x @ x) / x.size if x.size else 0.0
+
+
+# Energies of frames we sent, by content: every call plays the same few prompts, cut into the same
+# frames, so after the first call a prompt frame's energy is one dict lookup (hash + compare of 320
+# bytes) instead of a numpy reduction. Bounded: forgotten wholesale when full (~4 MB).
+_SENT_ENERGY: dict[bytes, float] = {}
+_SENT_ENERGY_MAX = 10_000  # 200 s of distinct prompt audio
+
+
+def sent_frame_energy(pcm: bytes) -> float:
+    """frame_energy() for frames that repeat (our prompts), remembered by content."""
+    energy = _SENT_ENERGY.get(pcm)
+    if energy is None:
+        energy = frame_energy(pcm)
+        if len(_SENT_ENERGY) >= _SENT_ENERGY_MAX:
+            _SENT_ENERGY.clear()
+        _SENT_ENERGY[pcm] = energy
+    return energy
 
 
 def _spectral(x: np.ndarray, sample_rate: int) -> tuple[float, float]:
@@ -67,6 +104,15 @@ def _spectral(x: np.ndarray, sample_rate: int) -> tuple[float, float]:
     low = float(spec[low_mask].sum()) / (mean * band.size)
     flatness = float(np.exp(np.log(band).mean())) / mean
     return low, flatness
+
+
+def _percentile30(values: np.ndarray) -> float:
+    """np.percentile(values, 30) (linear interpolation) without its overhead (~10x on 75 values)."""
+    v = np.sort(values)
+    pos = 0.3 * (v.size - 1)
+    lo = int(pos)
+    hi = min(lo + 1, v.size - 1)
+    return float(v[lo] + (v[hi] - v[lo]) * (pos - lo))
 
 
 class EchoGuard:
@@ -106,6 +152,7 @@ class EchoGuard:
         self.delay_frames: int | None = None
         self.gain: float = self.default_gain  # energy ratio echo/prompt
         self._stable = 0  # consecutive estimates with the same delay: then re-estimate 10x less often
+        self._lag_indexes: dict[int, np.ndarray] = {}
 
     def outbound(self, energy: float) -> None:
         """The energy of one frame we sent (0.0 for silence)."""
@@ -135,19 +182,34 @@ class EchoGuard:
                 peak = out[i]
         return peak * self.gain
 
+    def _lag_index(self, w: int) -> np.ndarray:
+        index = self._lag_indexes.get(w)
+        if index is None:
+            lags = np.arange(self.max_lag + 1)
+            index = self._lag_indexes[w] = (self.max_lag - lags)[:, None] + np.arange(w)[None, :]
+        return index
+
     def _estimate(self) -> None:
         w = min(len(self._in), len(self._out) - self.max_lag)
         if w < 25:
             return
         out = np.asarray(self._out, dtype=np.float64)
         inn = np.asarray(self._in, dtype=np.float64)[-w:]
-        loud = out[-(w + self.max_lag) :]
-        if np.count_nonzero(loud > 1e4) < w // 3:  # the prompt was mostly quiet: nothing to learn from
+        tail = out[-(w + self.max_lag) :]
+        if np.count_nonzero(tail > 1e4) < w // 3:  # the prompt was mostly quiet: nothing to learn from
             return
-        n = len(out)
-        lagged = np.stack([out[n - lag - w : n - lag] for lag in range(self.max_lag + 1)])  # (lags, w)
+        if not inn.any():
+            # Digital silence came back under a loud prompt (a softphone without comfort noise, a caller
+            # on mute): no echo at any lag, and the line's echo gain is 0 -- what the no-echo branch
+            # below computes, without the correlations (profiled: 8% of the loop at 100 held calls).
+            self.gain = 0.0
+            return
+        # Row `lag` of these (lags, w) arrays is out[n - lag - w : n - lag]: gathered from one array, and
+        # one log10 per sent frame, not one per (lag, frame) pair.
+        index = self._lag_index(w)
+        lagged = tail[index]
         lin = np.log10(inn + 1.0)
-        lout = np.log10(lagged + 1.0)
+        lout = np.log10(tail + 1.0)[index]
         lin_c = lin - lin.mean()
         lout_c = lout - lout.mean(axis=1, keepdims=True)
         denom = np.sqrt((lout_c**2).sum(axis=1) * float((lin_c**2).sum()))
@@ -162,7 +224,7 @@ class EchoGuard:
                 worst = lagged.max(axis=0)
                 mask = worst > 1e4
                 if mask.any():
-                    self.gain = min(self.default_gain, float(np.percentile(inn[mask] / worst[mask], 30)))
+                    self.gain = min(self.default_gain, _percentile30(inn[mask] / worst[mask]))
             return
         seg = out[len(out) - best_lag - w : len(out) - best_lag]
         mask = seg > 1e4
@@ -171,7 +233,7 @@ class EchoGuard:
         ratios = inn[mask] / seg[mask]
         self._stable = self._stable + 1 if best_lag == self.delay_frames else 0
         self.delay_frames = best_lag
-        self.gain = float(np.percentile(ratios, 30))
+        self.gain = _percentile30(ratios)
 
 
 class BargeInDetector:
@@ -230,19 +292,26 @@ class BargeInDetector:
     def outbound(self, pcm: bytes) -> None:
         if self.echo is None:
             return
-        data = self._pending_out + pcm
         fb = self._frame_bytes
+        if len(pcm) == fb and not self._pending_out:  # the usual case: one whole frame, no copies
+            self.echo.outbound(sent_frame_energy(bytes(pcm)))
+            return
+        data = self._pending_out + pcm
         n = len(data) // fb
         self._pending_out = data[n * fb :]
         for i in range(n):
-            x = np.frombuffer(data[i * fb : (i + 1) * fb], dtype="<i2").astype(np.float32)
-            self.echo.outbound(float(np.dot(x, x)) / x.size)
+            self.echo.outbound(frame_energy(data[i * fb : (i + 1) * fb]))
 
     def feed(self, pcm: bytes, *, active: bool = True) -> bool:
         """One received frame (or several). ``active=False`` (no prompt playing): the echo guard still
         learns the line (cheap: energy only), but nothing counts towards barge-in."""
-        data = self._pending_in + check_pcm16(pcm)
         fb = self._frame_bytes
+        if type(pcm) is bytes and len(pcm) == fb and not self._pending_in:  # the usual case: no copies
+            if active:
+                return self._step(pcm)
+            self._idle(pcm)
+            return False
+        data = self._pending_in + check_pcm16(pcm)
         n = len(data) // fb
         self._pending_in = data[n * fb :]
         fired = False
@@ -251,14 +320,17 @@ class BargeInDetector:
             if active:
                 fired = self._step(frame) or fired
             else:
-                self._frames += 1
-                self.last_echo = False
-                if self.echo is not None:
-                    x = np.frombuffer(frame, dtype="<i2").astype(np.float32)
-                    energy = float(np.dot(x, x)) / x.size
-                    expected = self.echo.expected_echo(energy)
-                    self.last_echo = expected > 0 and energy <= expected * self.margin
+                self._idle(frame)
         return fired
+
+    def _idle(self, frame: bytes) -> None:
+        """A frame with no prompt playing: only the echo guard learns (energy only)."""
+        self._frames += 1
+        self.last_echo = False
+        if self.echo is not None:
+            energy = frame_energy(frame)
+            expected = self.echo.expected_echo(energy)
+            self.last_echo = expected > 0 and energy <= expected * self.margin
 
     def is_articulated(self, pcm: bytes) -> bool:
         """Frame-level speech test without the echo guard (for diagnostics and tests)."""
@@ -268,8 +340,7 @@ class BargeInDetector:
     def _step(self, frame: bytes) -> bool:
         index = self._frames
         self._frames += 1
-        x = np.frombuffer(frame, dtype="<i2").astype(np.float32)
-        energy = float(np.dot(x, x)) / x.size
+        energy = frame_energy(frame)
         expected = self.echo.expected_echo(energy) if self.echo is not None else 0.0
         self.last_echo = expected > 0 and energy <= expected * self.margin
         counted = False
@@ -277,7 +348,7 @@ class BargeInDetector:
             if self.last_echo:
                 self.echo_frames += 1
             else:
-                low, flat = _spectral(x, self.sample_rate)
+                low, flat = _spectral(np.frombuffer(frame, dtype="<i2").astype(np.float32), self.sample_rate)
                 counted = low <= self.max_low_ratio and flat <= self.max_flatness
         self._recent.append((index, counted))
         if self.fired or not counted:
