@@ -2,7 +2,7 @@
 
 from .bridge import bridge
 from .endpoint import CallFailed, SipEndpoint
-from .leg import AudioFrame, CallLeg, DtmfDigit
+from .leg import AudioFrame, CallLeg, DtmfDigit, TransferRequest
 from .sip_message import ParseError
 from .testcaller import AgentPhone, TestCaller
 
@@ -15,5 +15,6 @@ __all__ = [
     "ParseError",
     "SipEndpoint",
     "TestCaller",
+    "TransferRequest",
     "bridge",
 ]

@@ -10,11 +10,11 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from .dtmf import parse_info_body
 from .guard import AllowList, LoopBusy, RateLimiter, udp_rx_queue
-from .leg import CallLeg, _RtpProtocol
+from .leg import CallLeg, TransferRequest, _RtpProtocol
 from .registrar import ALGORITHMS, Registrar, digest_response, parse_digest
 from .sdp import (
     DEFAULT_TE_PT,
@@ -23,6 +23,7 @@ from .sdp import (
     SdpError,
     answer_direction,
     build_sdp,
+    limit_direction,
     negotiate,
     parse_sdp,
 )
@@ -42,9 +43,10 @@ __all__ = ["CallFailed", "SipEndpoint"]
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY"
 ALLOW_WITH_REGISTER = ALLOW + ", REGISTER"
-KNOWN_UNSUPPORTED = frozenset({"REGISTER", "SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "REFER", "UPDATE", "PRACK"})
+KNOWN_UNSUPPORTED = frozenset({"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "UPDATE", "PRACK"})
+TRANSFER_BYE_WAIT = 4.0  # s: after a successful transfer we wait this long for the transferor's BYE, then BYE
 SIP_RCVBUF = 2 * 1024 * 1024  # bytes; Linux caps it at net.core.rmem_max (4 MB here) and doubles it
 Addr = tuple[str, int]
 
@@ -128,7 +130,8 @@ class SipEndpoint:
                  register_burst: float = 40.0, max_loop_lag: float | None = None,
                  max_loop_busy: float | None = None, max_cps: float | None = None, cps_burst: float = 250.0,
                  max_rx_queue: int | None = None,
-                 retry_after: int = 5, registrar: Registrar | None = None) -> None:
+                 retry_after: int = 5, registrar: Registrar | None = None,
+                 invite_auth: Registrar | None = None) -> None:
         self.host = host
         self.port = port
         self.max_calls = max_calls
@@ -174,12 +177,14 @@ class SipEndpoint:
         self.rx_queue = 0
         self._backlogged = False
         self.registrar = registrar
+        # trunk accounts: INVITEs from sources not on a non-empty allow-list must answer a 407 digest challenge
+        self.invite_auth = invite_auth
         self._draining = False
         self._leg_gone = asyncio.Event()  # set whenever a call leg is forgotten (drain() waits on it)
         self._refused: dict[str, int] = {}  # new calls refused with 503 since the last summary, by reason
         self.stats = {"rx_datagrams": 0, "malformed": 0, "calls_in": 0, "calls_out": 0, "busy": 0,
                       "oversized": 0, "overload": 0, "draining": 0, "forbidden": 0, "rate_limited": 0,
-                      "flood_dropped": 0}
+                      "flood_dropped": 0, "challenged": 0}
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -317,7 +322,7 @@ class SipEndpoint:
                 self._refused = {}
             if n % 50 == 0 and self.rtp_timeout > 0:
                 for leg in tuple(self._media.values()):
-                    if not leg.on_hold and self._now - leg.last_rx > self.rtp_timeout:
+                    if not leg.on_hold and not leg.local_hold and self._now - leg.last_rx > self.rtp_timeout:
                         log.warning("call %s: no RTP for %.0f s", leg.call_id, self.rtp_timeout)
                         leg._end("rtp_timeout")
                         self._spawn(self._send_bye(leg), f"bye-{leg.call_id}")
@@ -474,7 +479,8 @@ class SipEndpoint:
             return
         handler = {
             "INVITE": self._on_invite, "BYE": self._on_bye, "CANCEL": self._on_cancel,
-            "OPTIONS": self._on_options, "INFO": self._on_info,
+            "OPTIONS": self._on_options, "INFO": self._on_info, "REFER": self._on_refer,
+            "NOTIFY": self._on_notify,
         }.get(req.method)
         if req.method == "REGISTER" and self.registrar is not None:
             handler = self._on_register
@@ -492,7 +498,9 @@ class SipEndpoint:
         if req.method == "INVITE":
             if parse_name_addr(req.get("To") or "").tag:
                 return True  # re-INVITE inside a dialog we hold: not a new call
-            if not self.allow.allows(addr[0]):
+            if self.invite_auth is not None:
+                pass  # sources off the allow-list must authenticate instead (below, after the rate limit)
+            elif not self.allow.allows(addr[0]):
                 self.stats["forbidden"] += 1
                 log.warning("call %s: INVITE from %s:%d, not in sip.allow; 403", req.call_id, addr[0], addr[1])
                 self._send(self._response(req, 403, "Forbidden").to_bytes(), addr)
@@ -505,6 +513,9 @@ class SipEndpoint:
             if req.method == "INVITE" and (reason := self._refusal()):
                 self._refuse(req, addr, reason)
                 return False
+            if req.method == "INVITE" and self.invite_auth is not None and not (self.allow and
+                                                                               self.allow.allows(addr[0])):
+                return self._invite_digest(self.invite_auth, req, addr)
             return True
         if verdict == "reject":
             self.stats["rate_limited"] += 1
@@ -516,6 +527,19 @@ class SipEndpoint:
             if self.stats["flood_dropped"] % 1000 == 1:
                 log.warning("%s flood from %s:%d: dropping requests over the rate limit (%d so far)", req.method,
                             addr[0], addr[1], self.stats["flood_dropped"])
+        return False
+
+    def _invite_digest(self, auth: Registrar, req: SipRequest, addr: Addr) -> bool:
+        """A new INVITE from a source off the allow-list: digest credentials of a trunk account, or a 407."""
+        result = auth.authenticate(req, addr)
+        if result.status == 200:
+            log.info("call %s: INVITE from %s:%d authenticated as trunk account %s", req.call_id, addr[0], addr[1],
+                     result.user)
+            return True
+        self.stats["challenged"] += 1
+        log.info("call %s: INVITE from %s:%d answered %d (digest)", req.call_id, addr[0], addr[1], result.status)
+        self._send(self._response(req, result.status, result.reason, to_tag=secrets.token_hex(6),
+                                  extra=tuple(result.headers)).to_bytes(), addr)
         return False
 
     def _check_backlog(self) -> None:
@@ -586,7 +610,7 @@ class SipEndpoint:
         if leg is None or not self._in_dialog(leg, req):
             self._reply(tx, req, 481, "Call/Transaction Does Not Exist")
             return
-        log.info("call %s: BYE from %s:%d", leg.call_id, *tx.addr)
+        log.debug("call %s: BYE from %s:%d", leg.call_id, *tx.addr)
         self._reply(tx, req, 200, "OK")
         leg._end("remote_bye")
 
@@ -611,6 +635,175 @@ class SipEndpoint:
         self._reply(tx, req, 200, "OK")
         if digit is not None:
             leg._push_dtmf(digit, "info")
+
+    # ------------------------------------------------------------------ transfer (REFER, RFC 3515) and hold
+    def _on_refer(self, tx: _ServerTx, req: SipRequest, key: tuple[str, str]) -> None:
+        """In-dialog REFER: 202, NOTIFY "100 Trying", the leg's ``on_transfer`` runs, NOTIFY with its result."""
+        leg = self._legs.get(req.call_id)
+        if leg is None or not self._in_dialog(leg, req):
+            self._reply(tx, req, 481, "Call/Transaction Does Not Exist")
+            return
+        refer_to = req.get_all("Refer-To")
+        if len(refer_to) != 1:
+            self._reply(tx, req, 400, "Bad Request (one Refer-To needed)", to_tag=leg.local_tag)
+            return
+        try:
+            target = parse_name_addr(refer_to[0]).uri
+            parse_uri(target.split("?", 1)[0])
+        except ParseError as exc:
+            log.warning("call %s: REFER with a bad Refer-To: %s", leg.call_id, exc)
+            self._reply(tx, req, 400, "Bad Refer-To", to_tag=leg.local_tag)
+            return
+        if leg.on_transfer is None or leg.ended.is_set():
+            log.info("call %s: REFER declined (no transfer handler on this leg)", leg.call_id)
+            self._reply(tx, req, 603, "Decline", to_tag=leg.local_tag)
+            return
+        self._reply(tx, req, 202, "Accepted", to_tag=leg.local_tag, contact=True)
+        leg._refers_in += 1
+        event = "refer" if leg._refers_in == 1 else f"refer;id={req.cseq[0]}"
+        request = TransferRequest(target=target, referred_by=req.get("Referred-By") or "", leg=leg)
+        log.info("call %s: REFER accepted: transfer to %s", leg.call_id, target.split("?", 1)[0])
+        self._spawn(self._run_transfer(leg, request, event), f"refer-{leg.call_id}")
+
+    async def _run_transfer(self, leg: CallLeg, request: TransferRequest, event: str) -> None:
+        self._send_notify(leg, event, 100, "Trying", final=False)
+        assert leg.on_transfer is not None
+        try:
+            status, reason = 200, "OK"
+            result = await leg.on_transfer(request)
+            if result is not None:
+                status, reason = result
+        except CallFailed as exc:
+            status, reason = exc.status, exc.reason
+        except Exception:
+            log.exception("call %s: transfer handler failed", leg.call_id)
+            status, reason = 500, "Server Internal Error"
+        request.status = status
+        log.info("call %s: transfer to %s ended %d %s", leg.call_id, request.target.split("?", 1)[0], status, reason)
+        if leg.ended.is_set():
+            return
+        tx = self._send_notify(leg, event, status, reason, final=True)
+        with contextlib.suppress(TimeoutError, TransactionTimeout, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(tx.final()), 4.0)
+        if 200 <= status < 300 and not leg.ended.is_set():
+            # the transferor normally hangs up now; if it does not, we do
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(leg.ended.wait(), TRANSFER_BYE_WAIT)
+            if not leg.ended.is_set():
+                await leg.hangup()
+
+    def _send_notify(self, leg: CallLeg, event: str, status: int, reason: str, *, final: bool
+                     ) -> ClientTransaction:
+        req = leg._make_request("NOTIFY")
+        req.add("Contact", f"<sip:{self.advertised_host}:{self.port}>")
+        req.add("Event", event)
+        req.add("Subscription-State", "terminated;reason=noresource" if final else "active;expires=60")
+        req.add("Content-Type", "message/sipfrag;version=2.0")
+        req.body = f"SIP/2.0 {status} {reason}\r\n".encode()
+        return self._start_client_tx(req, leg.peer_addr)
+
+    def _on_notify(self, tx: _ServerTx, req: SipRequest, key: tuple[str, str]) -> None:
+        """NOTIFY of a REFER we sent: the sipfrag's status line is the transfer's progress."""
+        leg = self._legs.get(req.call_id)
+        if leg is None or not self._in_dialog(leg, req):
+            self._reply(tx, req, 481, "Call/Transaction Does Not Exist")
+            return
+        event = (req.get("Event") or "").split(";")[0].strip().lower()
+        if event != "refer":
+            self._reply(tx, req, 489, "Bad Event", to_tag=leg.local_tag, extra=(("Allow-Events", "refer"),))
+            return
+        self._reply(tx, req, 200, "OK", to_tag=leg.local_tag)
+        first = req.body.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+        parts = first.split(" ", 2)
+        if len(parts) < 2 or parts[0] != "SIP/2.0" or not parts[1].isdigit() or len(parts[1]) != 3:
+            log.warning("call %s: NOTIFY with an unreadable sipfrag %r", leg.call_id, first[:60])
+            return
+        status, reason = int(parts[1]), parts[2] if len(parts) > 2 else ""
+        log.info("call %s: transfer progress %d %s", leg.call_id, status, reason)
+        waiter = leg._refer_waiter
+        if status >= 200 and waiter is not None and not waiter.done():
+            waiter.set_result((status, reason))
+
+    async def _refer(self, leg: CallLeg, target: str, timeout: float) -> tuple[int, str]:
+        if leg.ended.is_set():
+            raise CallFailed(481, "call has ended")
+        if leg._refer_waiter is not None and not leg._refer_waiter.done():
+            raise CallFailed(491, "a transfer is already in progress on this leg")
+        parse_uri(target)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[tuple[int, str]] = loop.create_future()
+        leg._refer_waiter = waiter  # NOTIFY may overtake the 202
+        req = leg._make_request("REFER")
+        req.add("Contact", f"<sip:{self.advertised_host}:{self.port}>")
+        req.add("Refer-To", f"<{target}>")
+        req.add("Referred-By", f"<{parse_name_addr(leg.local_header).uri}>")
+        log.info("call %s: sending REFER to %s", leg.call_id, target)
+        tx = self._start_client_tx(req, leg.peer_addr)
+        ended: asyncio.Future[Any] = asyncio.ensure_future(leg.ended.wait())
+        try:
+            try:
+                resp = await asyncio.wait_for(asyncio.shield(tx.final()), timeout)
+            except (TimeoutError, TransactionTimeout) as exc:
+                raise CallFailed(408, "no answer to REFER") from exc
+            if resp.status >= 300:
+                log.info("call %s: REFER refused %d %s", leg.call_id, resp.status, resp.reason)
+                raise CallFailed(resp.status, resp.reason)
+            await asyncio.wait([cast("asyncio.Future[Any]", waiter), ended], timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+            if waiter.done() and not waiter.cancelled():
+                return waiter.result()
+            if leg.ended.is_set():
+                raise CallFailed(487, "call ended before the transfer result came")
+            raise CallFailed(408, "no final NOTIFY for the transfer")
+        finally:
+            ended.cancel()
+            if not waiter.done():
+                waiter.cancel()
+
+    async def _reinvite(self, leg: CallLeg, direction: str, timeout: float) -> None:
+        """Re-INVITE with our SDP in ``direction`` (sendonly/inactive: hold; sendrecv: resume)."""
+        if leg.ended.is_set() or leg.remote_rtp is None:
+            raise CallFailed(481, "call has ended or has no media")
+        if leg._reinviting:
+            raise CallFailed(491, "a re-INVITE is already in progress")
+        leg._reinviting = True
+        try:
+            leg.sdp_version += 1
+            req = leg._make_request("INVITE")
+            req.add("Contact", f"<sip:{self.advertised_host}:{self.port}>")
+            req.add("Allow", ALLOW)
+            req.add("Content-Type", "application/sdp")
+            req.body = build_sdp(self.advertised_host, leg.rtp_port, session_id=leg.sdp_session_id,
+                                 version=leg.sdp_version, codecs=[(leg.codec, leg.payload_type)],
+                                 telephone_event_pt=leg.te_pt, direction=direction, user=self.user_agent)
+            log.info("call %s: sending re-INVITE (%s)", leg.call_id, direction)
+            tx = self._start_client_tx(req, leg.peer_addr)
+            try:
+                resp = await asyncio.wait_for(asyncio.shield(tx.final()), timeout)
+            except (TimeoutError, TransactionTimeout) as exc:
+                tx.stop()
+                raise CallFailed(408, "no answer to re-INVITE") from exc
+            if resp.status >= 300:  # the dialog and its media stay as they were (the transaction ACKed it)
+                raise CallFailed(resp.status, resp.reason)
+            ack = leg._make_request("ACK")
+            ack.set("CSeq", f"{req.cseq[0]} ACK")
+            leg.ack_bytes = ack.to_bytes()  # re-sent on a retransmitted 2xx
+            self._send(leg.ack_bytes, leg.peer_addr)
+            answered = "sendrecv"
+            if resp.body:
+                try:
+                    md = parse_sdp(resp.body)
+                    answered = md.direction
+                    if md.address not in ("0.0.0.0", "::") and md.port:
+                        leg.remote_rtp = (md.address, md.port)
+                except SdpError as exc:
+                    log.warning("call %s: bad SDP in the answer to our re-INVITE: %s", leg.call_id, exc)
+            leg.local_hold = "" if direction == "sendrecv" else direction
+            leg._muted = direction in ("inactive", "recvonly") or answered in ("inactive", "sendonly")
+            if not leg.local_hold:
+                leg.last_rx = self._now
+        finally:
+            leg._reinviting = False
 
     def _on_cancel(self, tx: _ServerTx, req: SipRequest, key: tuple[str, str]) -> None:
         inv = self._server_tx.get((key[0], "INVITE"))
@@ -733,8 +926,8 @@ class SipEndpoint:
             if offer is not None:
                 self._media[leg.call_id] = leg
             self.stats["calls_in"] += 1
-            log.info("call %s: answered %s -> %s, %s, RTP %d -> %s", leg.call_id, leg.caller, leg.called, leg.codec,
-                     leg.rtp_port, leg.remote_rtp)
+            log.debug("call %s: answered %s -> %s, %s, RTP %d -> %s", leg.call_id, leg.caller, leg.called, leg.codec,
+                      leg.rtp_port, leg.remote_rtp)  # the application logs the call's start at INFO
         except asyncio.CancelledError:
             if not registered:
                 self._pending -= 1
@@ -770,6 +963,9 @@ class SipEndpoint:
         if leg is None or not self._in_dialog(leg, req):
             self._reply(tx, req, 481, "Call/Transaction Does Not Exist")
             return
+        if leg._reinviting:  # glare: our own re-INVITE is in progress (RFC 3261 14.2)
+            self._reply(tx, req, 491, "Request Pending", to_tag=leg.local_tag)
+            return
         body = b""
         if req.body:
             try:
@@ -788,10 +984,11 @@ class SipEndpoint:
             if not hold:
                 leg._set_media(leg.codec, pt, md.telephone_event_pt or leg.te_pt, (md.address, md.port))
             leg.sdp_version += 1
+            direction = limit_direction(answer_direction(md.direction), leg.local_hold)
+            leg._muted = direction not in ("sendrecv", "sendonly")  # this answer now rules what we may send
             body = build_sdp(self.advertised_host, leg.rtp_port, session_id=leg.sdp_session_id,
                              version=leg.sdp_version, codecs=[(leg.codec, leg.payload_type)],
-                             telephone_event_pt=leg.te_pt, direction=answer_direction(md.direction),
-                             user=self.user_agent)
+                             telephone_event_pt=leg.te_pt, direction=direction, user=self.user_agent)
         contacts = req.get_all("Contact")
         if contacts:
             leg.remote_target = parse_name_addr(contacts[0]).uri
@@ -845,11 +1042,11 @@ class SipEndpoint:
             if self._transport is None:
                 return
         req = leg._make_request("BYE")
-        log.info("call %s: sending BYE to %s:%d", leg.call_id, *leg.peer_addr)
+        log.debug("call %s: sending BYE to %s:%d", leg.call_id, *leg.peer_addr)
         tx = self._start_client_tx(req, leg.peer_addr)
         try:
             resp = await asyncio.wait_for(asyncio.shield(tx.final()), 2.0 if self._closing else 4.0)
-            log.info("call %s: BYE answered %d", leg.call_id, resp.status)
+            log.debug("call %s: BYE answered %d", leg.call_id, resp.status)
         except (TimeoutError, TransactionTimeout, asyncio.CancelledError):
             log.info("call %s: BYE not answered (yet)", leg.call_id)
 
@@ -883,8 +1080,10 @@ class SipEndpoint:
             raise OSError("no destination for in-dialog requests")
         return fallback
 
-    async def dial(self, uri: str, *, from_user: str = "hotline", timeout: float = 30.0) -> CallLeg:
-        """Place a call (UAC). Returns the answered CallLeg or raises CallFailed."""
+    async def dial(self, uri: str, *, from_user: str = "hotline", timeout: float = 30.0,
+                   auth: tuple[str, str] | None = None) -> CallLeg:
+        """Place a call (UAC). Returns the answered CallLeg or raises CallFailed. ``auth`` (user, password)
+        answers a 401/407 digest challenge of the callee or a trunk (SHA-256 preferred, MD5)."""
         if self._transport is None:
             raise CallFailed(503, "endpoint not started")
         try:
@@ -902,33 +1101,49 @@ class SipEndpoint:
         self._dialing[call_id] = leg
         try:
             await self._open_rtp(leg)
-            req = SipRequest(method="INVITE", uri=uri if uri.startswith("sip") else str(target))
-            req.add("Via", f"SIP/2.0/UDP {self.advertised_host}:{self.port};branch={new_branch()};rport")
-            req.add("Max-Forwards", "70")
-            req.add("From", leg.local_header)
-            req.add("To", f"<{req.uri}>")
-            req.add("Call-ID", call_id)
-            req.add("CSeq", "1 INVITE")
-            req.add("Contact", f"<{me}>")
-            req.add("Allow", ALLOW)
-            req.add("User-Agent", self.user_agent)
-            req.add("Content-Type", "application/sdp")
-            req.body = build_sdp(self.advertised_host, leg.rtp_port, session_id=leg.sdp_session_id,
-                                 user=self.user_agent)
-            log.info("call %s: dialling %s from %s", call_id, uri, from_user)
-            tx = self._start_client_tx(req, dest)
-            try:
-                resp = await asyncio.wait_for(asyncio.shield(tx.final()), timeout)
-            except TransactionTimeout as exc:
-                raise CallFailed(408, "Request Timeout (no response)") from exc
-            except (TimeoutError, asyncio.CancelledError) as exc:
+            sdp = build_sdp(self.advertised_host, leg.rtp_port, session_id=leg.sdp_session_id, user=self.user_agent)
+            credentials: tuple[str, str] | None = None
+            waited: BaseException | None = None
+            for attempt in (1, 2):
+                req = SipRequest(method="INVITE", uri=uri if uri.startswith("sip") else str(target))
+                req.add("Via", f"SIP/2.0/UDP {self.advertised_host}:{self.port};branch={new_branch()};rport")
+                req.add("Max-Forwards", "70")
+                req.add("From", leg.local_header)
+                req.add("To", f"<{req.uri}>")
+                req.add("Call-ID", call_id)
+                req.add("CSeq", f"{attempt} INVITE")
+                req.add("Contact", f"<{me}>")
+                if credentials is not None:
+                    req.add(*credentials)
+                req.add("Allow", ALLOW)
+                req.add("User-Agent", self.user_agent)
+                req.add("Content-Type", "application/sdp")
+                req.body = sdp
+                log.info("call %s: dialling %s from %s%s", call_id, uri, from_user,
+                         " (with digest credentials)" if credentials else "")
+                tx = self._start_client_tx(req, dest)
+                try:
+                    resp = await asyncio.wait_for(asyncio.shield(tx.final()), timeout)
+                except TransactionTimeout as exc:
+                    raise CallFailed(408, "Request Timeout (no response)") from exc
+                except (TimeoutError, asyncio.CancelledError) as exc:
+                    waited = exc  # no final answer in time (or dial() was cancelled): CANCEL below
+                    break
+                if resp.status in (401, 407) and auth is not None and attempt == 1:
+                    name = "Proxy-Authenticate" if resp.status == 407 else "WWW-Authenticate"
+                    answer = _digest_answer(resp.get_all(name), auth[0], auth[1], req.uri, "INVITE")
+                    if answer:
+                        credentials = ("Proxy-Authorization" if resp.status == 407 else "Authorization", answer)
+                        continue
+                break
+            if waited is not None:
                 resp2 = await self._cancel(tx, req, dest, call_id)
                 if resp2 is not None and 200 <= resp2.status < 300:
                     await self._accept_2xx(leg, req, resp2, dest)
                     await leg.hangup()
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                raise CallFailed(408, f"no answer within {timeout:.0f} s") from exc
+                if isinstance(waited, asyncio.CancelledError):
+                    raise waited
+                raise CallFailed(408, f"no answer within {timeout:.0f} s") from waited
             if resp.status >= 300:
                 log.info("call %s: dial failed %d %s", call_id, resp.status, resp.reason)
                 raise CallFailed(resp.status, resp.reason)
@@ -1056,7 +1271,7 @@ class SipEndpoint:
             return None
 
 
-def _digest_answer(challenges: list[str], user: str, password: str, uri: str) -> str:
+def _digest_answer(challenges: list[str], user: str, password: str, uri: str, method: str = "REGISTER") -> str:
     """An Authorization value for the best challenge we can answer (SHA-256 before MD5), or ""."""
     parsed = []
     for c in challenges:
@@ -1071,7 +1286,7 @@ def _digest_answer(challenges: list[str], user: str, password: str, uri: str) ->
         return ""
     _rank, alg, p = min(parsed, key=lambda t: t[0])
     cnonce = secrets.token_hex(8)
-    resp = digest_response(alg, user, p.get("realm", ""), password, "REGISTER", uri, p.get("nonce", ""),
+    resp = digest_response(alg, user, p.get("realm", ""), password, method, uri, p.get("nonce", ""),
                            "00000001", cnonce, "auth")
     opaque = f', opaque="{p["opaque"]}"' if "opaque" in p else ""
     return (f'Digest username="{user}", realm="{p.get("realm", "")}", nonce="{p.get("nonce", "")}", uri="{uri}", '

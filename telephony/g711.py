@@ -1,8 +1,20 @@
-"""G.711 μ-law and A-law via numpy lookup tables (ITU-T G.711, same values as audioop). Pure."""
+"""G.711 μ-law and A-law (ITU-T G.711): the C codecs of audioop where present, else numpy lookup tables with the
+same values. Pure."""
 
 from __future__ import annotations
 
+import sys
+import warnings
+
 import numpy as np
+
+try:  # C codecs, 4-14x faster per 20 ms frame than the tables below (same values: tests/telephony/test_g711.py)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # removed in Python 3.13: the tables serve then
+        import audioop as _audioop
+    _C = sys.byteorder == "little"  # audioop gives native-order samples
+except ImportError:  # pragma: no cover - Python >= 3.13
+    _C = False
 
 __all__ = ["alaw_decode", "alaw_encode", "decode", "encode", "silence_payload", "ulaw_decode", "ulaw_encode"]
 
@@ -77,20 +89,40 @@ _ADEC = np.array([_alaw_decode_sample(i) for i in range(256)], dtype="<i2")
 del _s
 
 
-def ulaw_encode(pcm: bytes) -> bytes:
+def _np_ulaw_encode(pcm: bytes) -> bytes:
     return _UENC[np.frombuffer(pcm, dtype="<u2")].tobytes()
 
 
-def alaw_encode(pcm: bytes) -> bytes:
+def _np_alaw_encode(pcm: bytes) -> bytes:
     return _AENC[np.frombuffer(pcm, dtype="<u2")].tobytes()
 
 
-def ulaw_decode(data: bytes) -> bytes:
+def _np_ulaw_decode(data: bytes) -> bytes:
     return _UDEC[np.frombuffer(data, dtype=np.uint8)].tobytes()
 
 
-def alaw_decode(data: bytes) -> bytes:
+def _np_alaw_decode(data: bytes) -> bytes:
     return _ADEC[np.frombuffer(data, dtype=np.uint8)].tobytes()
+
+
+def ulaw_encode(pcm: bytes) -> bytes:
+    if _C and not len(pcm) % 2:
+        return _audioop.lin2ulaw(pcm, 2)
+    return _np_ulaw_encode(pcm)
+
+
+def alaw_encode(pcm: bytes) -> bytes:
+    if _C and not len(pcm) % 2:
+        return _audioop.lin2alaw(pcm, 2)
+    return _np_alaw_encode(pcm)
+
+
+def ulaw_decode(data: bytes) -> bytes:
+    return _audioop.ulaw2lin(data, 2) if _C else _np_ulaw_decode(data)
+
+
+def alaw_decode(data: bytes) -> bytes:
+    return _audioop.alaw2lin(data, 2) if _C else _np_alaw_decode(data)
 
 
 def encode(codec: str, pcm: bytes) -> bytes:

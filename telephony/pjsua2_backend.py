@@ -30,9 +30,11 @@ from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any, Literal, TypeVar
 
+import numpy as np
+
 from .dtmf import DIGITS
 from .endpoint import CallFailed, run_call_handler
-from .leg import FRAME_BYTES, SILENCE, AudioFrame, DtmfDigit
+from .leg import FRAME_BYTES, SILENCE, AudioFrame, DtmfDigit, _gain_table
 
 __all__ = ["Pjsua2Endpoint", "Pjsua2Leg", "Pjsua2Unavailable", "load_pjsua2"]
 
@@ -104,6 +106,7 @@ class Pjsua2Leg:
         self._out_partial = b""
         self._played = asyncio.Event()
         self._played.set()
+        self._gain_lut: Any = None  # duck(): outgoing samples mapped through it (None: as queued); under _lock
         self._taps: list[Tap] = []
         self.dtmf_listeners: list[Callable[[str], None]] = []  # called with each received digit (bridge)
 
@@ -140,7 +143,26 @@ class Pjsua2Leg:
         with self._lock:
             self._out.clear()
             self._out_partial = b""
+            self._gain_lut = None
         self._played.set()
+
+    def duck(self, gain_db: float = -24.0) -> None:
+        """Play the queued audio quieter by ``gain_db`` (<= 0) until `unduck`, `clear_audio` or the queue runs
+        dry, as telephony.CallLeg.duck."""
+        if not gain_db <= 0.0:  # also rejects NaN
+            raise ValueError(f"duck gain must be <= 0 dB, got {gain_db!r}")
+        lut = _gain_table(round(32768 * 10 ** (max(gain_db, -120.0) / 20)))
+        with self._lock:
+            self._gain_lut = lut
+
+    def unduck(self, ramp_ms: int = 0) -> None:
+        """Back to full volume from the next frame on (this backend does not ramp: ``ramp_ms`` is ignored)."""
+        with self._lock:
+            self._gain_lut = None
+
+    @property
+    def ducked(self) -> bool:
+        return self._gain_lut is not None
 
     @property
     def playing(self) -> bool:
@@ -245,7 +267,12 @@ class Pjsua2Leg:
                 self._out_partial = b""
             else:
                 return None, False
-            return pcm, not self._out and not self._out_partial
+            drained = not self._out and not self._out_partial
+            if self._gain_lut is not None:
+                pcm = self._gain_lut.take(np.frombuffer(pcm, np.uint16)).tobytes()
+                if drained:
+                    self._gain_lut = None
+            return pcm, drained
 
 
 class Pjsua2Endpoint:

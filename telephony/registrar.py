@@ -146,16 +146,52 @@ class Registrar:
             return None
         return self._clock() - int.from_bytes(raw[:8], "big") / 1000
 
-    def _challenge(self, stale: bool = False) -> RegisterResult:
+    def _challenge(self, stale: bool = False, proxy: bool = False) -> RegisterResult:
         nonce = self.new_nonce()
         headers = [
-            ("WWW-Authenticate",
+            ("Proxy-Authenticate" if proxy else "WWW-Authenticate",
              f'Digest realm="{self.realm}", nonce="{nonce}", opaque="{self._opaque}", algorithm={alg}, qop="auth"'
              + (", stale=true" if stale else ""))
             for alg in self.algorithms
         ]
         self.stats["stale" if stale else "challenged"] += 1
+        if proxy:
+            return RegisterResult(407, "Proxy Authentication Required", headers)
         return RegisterResult(401, "Unauthorized", headers)
+
+    # ------------------------------------------------------------------ other requests (INVITE from trunks)
+    def authenticate(self, req: SipRequest, source: tuple[str, int], *, proxy: bool = True) -> RegisterResult:
+        """Digest-authenticate any request (an INVITE from a trunk not on the allow-list): status 200 with
+        ``user`` set when the credentials are right, else the challenge (407 Proxy-Authenticate, or 401
+        WWW-Authenticate with ``proxy=False``) or refusal to send. Credentials are read from
+        Proxy-Authorization and Authorization (some peers answer a 407 with the latter)."""
+        creds = None
+        for name in ("Proxy-Authorization", "Authorization"):
+            for value in req.get_all(name):
+                try:
+                    params = parse_digest(value)
+                except ParseError:
+                    continue
+                if params.get("realm") == self.realm:
+                    creds = params
+                    break
+            if creds is not None:
+                break
+        if creds is None:
+            return self._challenge(proxy=proxy)
+        user = creds.get("username", "")
+        verdict = self._verify(creds, req.method)
+        if verdict == "stale":
+            return self._challenge(stale=True, proxy=proxy)
+        if verdict != "ok":
+            self.stats["refused"] += 1
+            log.warning("call %s: %s %r from %s:%d refused: %s", req.call_id, req.method, user[:64], source[0],
+                        source[1], verdict)
+            if verdict in ("bad password", "unknown user"):
+                return self._challenge(proxy=proxy)
+            return RegisterResult(400 if verdict.startswith("bad") else 403, "Bad Authorization"
+                                  if verdict.startswith("bad") else "Forbidden")
+        return RegisterResult(200, "OK", user=user)
 
     # ------------------------------------------------------------------ REGISTER
     def handle(self, req: SipRequest, source: tuple[str, int]) -> RegisterResult:

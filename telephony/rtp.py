@@ -5,9 +5,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-__all__ = ["RtpError", "RtpPacket"]
+__all__ = ["HEADER", "RtpError", "RtpPacket"]
 
-_HDR = struct.Struct("!BBHII")
+_HDR = HEADER = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence, timestamp, SSRC
 
 
 class RtpError(ValueError):

@@ -153,6 +153,17 @@ def answer_direction(offered: str) -> str:
     return {"sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}.get(offered, "sendrecv")
 
 
+def limit_direction(direction: str, hold: str) -> str:
+    """``direction`` as far as our own hold allows it (``hold``: "", "sendonly" or "inactive"): a peer's
+    re-INVITE with sendrecv while we hold it is answered sendonly (or inactive)."""
+    if not hold:
+        return direction
+    send = direction in ("sendrecv", "sendonly") and hold in ("sendonly", "sendrecv")
+    recv = direction in ("sendrecv", "recvonly") and hold in ("recvonly", "sendrecv")
+    return {(True, True): "sendrecv", (True, False): "sendonly", (False, True): "recvonly"}.get((send, recv),
+                                                                                              "inactive")
+
+
 def build_sdp(address: str, port: int, *, session_id: int, version: int = 1,
               codecs: list[tuple[str, int]] | None = None, telephone_event_pt: int | None = DEFAULT_TE_PT,
               direction: str = "sendrecv", user: str = "hotline") -> bytes:

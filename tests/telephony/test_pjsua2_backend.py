@@ -367,3 +367,30 @@ async def test_import_telephony_does_not_need_pjsua2() -> None:
     text = out.decode()
     assert proc.returncode == 0 and "ERR" in text and "pip install pjsua2-python" in text, text
     assert issubclass(Pjsua2Unavailable, ImportError)
+
+
+async def test_duck_lowers_the_queued_prompt_until_unduck_clear_or_drain() -> None:
+    """The session ducks a prompt while it judges a possible backchannel (hotline/session.py): the pjsua2 leg
+    must offer the same duck/unduck/ducked surface as the own stack's CallLeg."""
+    import numpy as np
+
+    leg = Pjsua2Leg(cast(Pjsua2Endpoint, None), call_id="c", caller="a", called="b", is_uas=True)
+    loud = (np.full(160, 8000, dtype="<i2")).tobytes()
+    leg.send_audio(loud * 3)
+    with pytest.raises(ValueError):
+        leg.duck(6.0)
+    leg.duck(-24.0)
+    assert leg.ducked
+    pcm, drained = leg._next_out()
+    assert pcm is not None and not drained
+    assert int(np.frombuffer(pcm, "<i2")[0]) == (8000 * round(32768 * 10 ** (-24 / 20))) >> 15  # about -24 dB
+    leg.unduck(ramp_ms=200)
+    pcm, _ = leg._next_out()
+    assert pcm == loud and not leg.ducked
+    leg.duck()
+    pcm, drained = leg._next_out()  # the last frame: the duck ends with the prompt
+    assert drained and pcm != loud and not leg.ducked
+    leg.send_audio(loud)
+    leg.duck()
+    leg.clear_audio()
+    assert not leg.ducked and leg._next_out() == (None, False)
