@@ -26,6 +26,8 @@ bench: install
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/sip_call_rate.py
 	$(BIN)/python bench/held_calls.py
+	$(BIN)/python bench/resources_per_call.py
+	$(BIN)/python bench/turn_latency.py
 
 bench-speech: install
 	$(BIN)/python bench/speech_bench.py

@@ -1,7 +1,7 @@
 """Speech recognition: voice activity detection, endpointing, recognizers behind one interface."""
 
 from asr.audio import WavFormatError, read_wav, resample, write_wav
-from asr.endpointer import Endpointer, SpeechStarted, Utterance
+from asr.endpointer import Endpointer, SpeechPaused, SpeechStarted, Utterance
 from asr.recognizer import (
     Recognizer,
     RecognizerUnavailable,
@@ -16,6 +16,7 @@ __all__ = [
     "Endpointer",
     "Recognizer",
     "RecognizerUnavailable",
+    "SpeechPaused",
     "SpeechStarted",
     "Transcript",
     "Utterance",

@@ -8,6 +8,10 @@ States::
     idle ──(onset_ms of consecutive speech)──▶ speaking  (emits SpeechStarted)
     speaking ──(silence_ms of trailing silence or max_utterance_s)──▶ idle  (emits Utterance,
                                                                             unless it was noise)
+
+With ``speculate`` on, a pause of ``tail_ms`` inside an utterance emits ``SpeechPaused`` with exactly
+the audio the utterance will hold if the caller says nothing more: the session starts recognising it
+then, ``silence_ms - tail_ms`` before the endpointer decides (asr/speculative.py).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from asr.vad import Vad, WebRtcVad
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Endpointer", "SpeechStarted", "Utterance"]
+__all__ = ["Endpointer", "SpeechPaused", "SpeechStarted", "Utterance"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,15 @@ class Utterance:
     duration_s: float
     speech_ms: int = 0  # how much of it the VAD called speech
     truncated: bool = False  # cut at max_utterance_s rather than ended by silence
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechPaused:
+    """``tail_ms`` of silence inside an utterance (``Endpointer.speculate``): ``pcm`` is the Utterance
+    that will follow, byte for byte, unless the caller speaks again before ``silence_ms``."""
+
+    pcm: bytes
+    sample_rate: int
 
 
 class Endpointer:
@@ -92,6 +105,7 @@ class Endpointer:
         self._max_frames = max(1, int(max_utterance_s * 1000) // self.frame_ms)
         self._tail_frames = tail_ms // self.frame_ms
         self._digit_mode = False
+        self.speculate = False  # emit SpeechPaused (not in digit mode: callers pause between digit groups)
         self._pending = b""
         self._frames_seen = 0
         self.reset()
@@ -110,6 +124,11 @@ class Endpointer:
         """True between SpeechStarted and the end of that utterance."""
         return self._speaking
 
+    @property
+    def speech_ms(self) -> int:
+        """Speech (VAD frames) in the current utterance so far; 0 when idle."""
+        return self._speech_frames * self.frame_ms if self._speaking else 0
+
     def reset(self) -> None:
         """Forgets any partial utterance and buffered audio (digit mode is kept)."""
         self._pending = b""
@@ -122,7 +141,7 @@ class Endpointer:
         self._silence_run = 0
 
     # -- the frame path -----------------------------------------------------------------------
-    def feed(self, pcm: bytes) -> list[SpeechStarted | Utterance]:
+    def feed(self, pcm: bytes) -> list[SpeechStarted | Utterance | SpeechPaused]:
         """Feeds PCM16 audio (normally one 20 ms frame); returns the events it completed."""
         data = check_pcm16(pcm)
         if self._pending:
@@ -130,7 +149,7 @@ class Endpointer:
         fb = self._frame_bytes
         n = len(data) // fb
         self._pending = data[n * fb :]
-        events: list[SpeechStarted | Utterance] = []
+        events: list[SpeechStarted | Utterance | SpeechPaused] = []
         for i in range(n):
             self._step(data[i * fb : (i + 1) * fb], events)
         return events
@@ -143,7 +162,7 @@ class Endpointer:
         utt = self._finish(truncated=False)
         return [utt] if utt is not None else []
 
-    def _step(self, frame: bytes, events: list[SpeechStarted | Utterance]) -> None:
+    def _step(self, frame: bytes, events: list[SpeechStarted | Utterance | SpeechPaused]) -> None:
         self._frames_seen += 1
         speech = self.vad.is_speech(frame)
         if not self._speaking:
@@ -174,6 +193,13 @@ class Endpointer:
             utt = self._finish(truncated=True)
             if utt is not None:
                 events.append(utt)
+        elif (
+            self.speculate
+            and self._silence_run == max(1, self._tail_frames)
+            and not self._digit_mode
+            and self._speech_frames * self.frame_ms >= self.min_speech_ms
+        ):
+            events.append(SpeechPaused(b"".join(self._frames), self.sample_rate))
 
     def _finish(self, *, truncated: bool) -> Utterance | None:
         frames = self._frames

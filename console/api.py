@@ -255,8 +255,10 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
     finally:
         c.hub.disconnect(queue)
         read_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await read_task  # gone before close() reads the client's close frame itself
         with contextlib.suppress(Exception):
-            await ws.close()
+            await asyncio.wait_for(ws.close(), 2.0)
     return ws
 
 

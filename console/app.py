@@ -25,8 +25,10 @@ from console.context import (
 )
 from console.i18n import translate
 from console.kb import KnowledgeAdmin
+from console.listen import ListenSource
 from console.live import LiveHub
 from console.metrics import HotlineMetrics
+from console.ratelimit import LoginRateLimiter
 from console.settings import ConsoleSettings
 from recordings import CallStore
 from recordings.users import UserStore
@@ -52,12 +54,15 @@ def create_app(
     users: UserStore | None = None,
     knowledge: KnowledgeAdmin | None = None,
     chat: ChatTurn | None = None,
+    listen: ListenSource | None = None,
 ) -> web.Application:
     """The console for one call store; `subscribe(listener) -> unsubscribe` connects it to the event bus.
     `knowledge` (console.kb.KnowledgeAdmin) enables the knowledge-base editor, `chat` (console.chat.ChatTurn)
-    the chat channel; both come from the composition (hotline/web.py), never from dialog/ directly."""
-    from console import api, kb, pages
+    the chat channel; both come from the composition (hotline/web.py), never from dialog/ directly.
+    `listen` (console.listen.ListenSource) taps live calls for the supervisor's listen-in."""
+    from console import api, kb, pages, transfer_api
     from console import chat as chat_routes
+    from console import listen as listen_routes
 
     settings = settings or ConsoleSettings()
     metrics = HotlineMetrics()
@@ -74,12 +79,19 @@ def create_app(
         middlewares=[_errors_and_headers, _sessions_and_csrf], client_max_size=settings.max_body_bytes
     )
     console.knowledge = knowledge
+    console.login_limit = LoginRateLimiter(settings.login_per_ip_per_min)
+    console.listen = listen
     console.chat = ChatHub(chat, idle_s=settings.chat_idle_s) if chat is not None else None
     app[CONSOLE] = console
     pages.add_routes(app)
     api.add_routes(app)
     kb.add_routes(app)
     chat_routes.add_routes(app)
+    listen_routes.add_routes(app)
+    transfer_api.add_routes(app)  # agent transfers (routing/transfer.py)
+    from console import routing_admin
+
+    routing_admin.add_routes(app)  # /admin/queues and /admin/agents
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
 
     sweeper: list[asyncio.Task[None]] = []

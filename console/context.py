@@ -45,6 +45,9 @@ class Console:
     unsubscribe: Callable[[], None] | None = None
     knowledge: Any = None  # console.kb.KnowledgeAdmin, handed in by the composition (None: no KB editor)
     chat: Any = None  # console.chat.ChatHub around the dialog's chat callable (None: no chat channel)
+    login_limit: Any = None  # console.ratelimit.LoginRateLimiter (per client address)
+    listen: Any = None  # console.listen.ListenSource from the composition (None: no listen-in)
+    listeners: int = 0  # listen-in WebSockets open now
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Blocking store calls run off the event loop, which carries the calls' audio."""

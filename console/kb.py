@@ -9,6 +9,7 @@ import logging
 import re
 from collections.abc import Sequence
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -23,7 +24,7 @@ MAX_ANSWER = 2000  # characters of one answer (a spoken answer of a minute is ab
 MAX_QUESTION = 300
 MAX_QUESTIONS = 50  # question variants per language
 MAX_CATEGORY = 64
-RESERVED_IDS = {"new", "publish"}  # paths of the editor itself
+RESERVED_IDS = {"new", "publish", "unanswered"}  # paths of the editor itself
 
 
 class KbConflict(Exception):
@@ -54,6 +55,11 @@ class KnowledgeAdmin(Protocol):
 
     def versions(self) -> list[dict[str, Any]]:
         """Newest first: `{"version", "time", "entries", "live": bool}`."""
+        ...
+
+    def unanswered(self) -> dict[str, Any]:
+        """The questions callers asked that nothing answered, clustered: `{"clusters": [{"lang", "label",
+        "count", "examples": [{"text", "call_id", "time"}], "last_asked"}], "questions", "unreadable"}`."""
         ...
 
 
@@ -170,7 +176,28 @@ async def kb_new(request: web.Request) -> web.StreamResponse:
     langs = _admin(request).languages
     blank: dict[str, Any] = {"id": "", "category": "", "questions": {lang: [] for lang in langs},
              "answer": {lang: "" for lang in langs}, "effective_from": None, "effective_until": None, "version": ""}
+    # started from a cluster of unanswered questions: its questions, one per line, in their language
+    lang = request.query.get("lang", "")
+    if lang in langs:
+        asked = [q.strip()[:MAX_QUESTION] for q in request.query.getall("q", []) if q.strip()][:MAX_QUESTIONS]
+        blank["questions"][lang] = asked
     return await _entry_page(request, blank, new=True)
+
+
+@requires(Role.SUPERVISOR)
+async def kb_unanswered(request: web.Request) -> web.StreamResponse:
+    """What callers asked that the knowledge base could not answer, grouped (read by supervisors, admins
+    start an entry from a group)."""
+    from console.pages import render
+
+    c, kb = ctx(request), _admin(request)
+    data = await c.db(kb.unanswered)
+    lang = request.query.get("lang_filter", "")
+    clusters = [{**cl, "new_url": "/admin/kb/new?" + urlencode(
+        [("lang", cl["lang"]), *(("q", e["text"]) for e in cl["examples"])])}
+        for cl in data["clusters"] if not lang or cl["lang"] == lang]
+    return render(request, "kb_unanswered.html", clusters=clusters, total=data["questions"],
+                  unreadable=data["unreadable"], can_edit=_can_edit(request))
 
 
 @requires(Role.ADMIN)
@@ -261,6 +288,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/admin/kb", kb_list)
     r.add_post("/admin/kb", kb_create)
     r.add_get("/admin/kb/new", kb_new)
+    r.add_get("/admin/kb/unanswered", kb_unanswered)
     r.add_post("/admin/kb/publish", kb_publish)
     r.add_get("/admin/kb/{entry}", kb_entry)
     r.add_post("/admin/kb/{entry}", kb_update)

@@ -37,12 +37,14 @@ class LiveCall:
     outcome: str | None = None
     ended_at: float | None = None
     lines: list[dict[str, Any]] = field(default_factory=list)
+    sentiment: dict[str, Any] | None = None  # the latest call.sentiment: score, label, angry
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "call_id": self.call_id, "caller": self.caller, "called": self.called, "started_at": self.started_at,
             "intent": self.intent, "slots": self.slots, "language": self.language, "queue": self.queue,
             "agent": self.agent, "state": self.state, "outcome": self.outcome, "lines": list(self.lines),
+            "sentiment": self.sentiment,
         }
 
 
@@ -116,6 +118,9 @@ class LiveHub:
             self.screen_pops[event.agent] = self.screen_pop(call, ctx)
             payload = {"topic": topic, "call_id": call_id, "agent": event.agent,
                        "screen_pop": self.screen_pops[event.agent]}
+        elif topic == "call.sentiment":
+            call.sentiment = {"score": event.score, "label": event.label, "angry": bool(event.angry),
+                              "minimum": event.minimum}
         elif topic == "call.ended":
             call.state, call.outcome, call.ended_at = "ended", event.outcome, time.monotonic()
             if call.agent and call.agent in self.screen_pops:
@@ -135,6 +140,7 @@ class LiveHub:
             "language": call.language or context.get("language", ""),
             "reason": context.get("reason", ""),
             "transcript": list(call.lines),
+            "sentiment": call.sentiment,
             "ended": False,
         }
 

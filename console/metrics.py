@@ -11,6 +11,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "HotlineMetrics"]
 
 WAIT_BUCKETS = (1, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
 DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600)
+TURN_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1, 1.5, 2, 3, 5)
 
 
 class HotlineMetrics:
@@ -35,7 +36,13 @@ class HotlineMetrics:
         )
         self.intents = Counter("hotline_intents", "Intents recognised", ["intent"], registry=r)
         self.errors = Counter("hotline_errors", "Errors, by kind", ["kind"], registry=r)
+        self.turn_latency = Histogram(
+            "hotline_turn_latency_seconds", "End of the caller's utterance to the first frame of the reply",
+            buckets=TURN_BUCKETS, registry=r,
+        )
+        self.angry_calls = Counter("hotline_angry_calls", "Calls flagged angry (caller sentiment)", registry=r)
         self._queued: dict[str, tuple[str, float]] = {}  # call id -> (queue, queued at)
+        self._angry: set[str] = set()  # calls in progress already counted angry
 
     def observe(self, event: Any) -> None:
         topic = getattr(event, "topic", "")
@@ -54,7 +61,14 @@ class HotlineMetrics:
             self._queued[call_id] = (_label(event.queue), at)
         elif topic == "call.agent_assigned":
             self._left_queue(call_id, at, "answered")
+        elif topic == "call.turn_latency":
+            self.turn_latency.observe(max(0.0, float(event.latency_s)))
+        elif topic == "call.sentiment":
+            if event.angry and call_id not in self._angry and len(self._angry) < 100_000:
+                self._angry.add(call_id)
+                self.angry_calls.inc()
         elif topic == "call.ended":
+            self._angry.discard(call_id)
             self._left_queue(call_id, at, "abandoned")
             self.calls_in_progress.dec()
             outcome = _label(event.outcome)

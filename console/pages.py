@@ -25,6 +25,7 @@ from console.context import (
 )
 from console.i18n import LANGS, translate, translate_or_keep
 from console.queries import BadFilter, call_detail, parse_filter, search_calls, timeline
+from recordings.sentiment import SentimentStore
 from recordings.users import DISPOSITIONS, PasswordRejected, Role, UnknownUser, UserExists
 from routing import AgentState, UnknownAgent
 
@@ -42,12 +43,14 @@ OUTCOMES = ("answered", "transferred", "abandoned", "caller_hangup", "goodbye", 
 
 
 JS_TEXT = ("available", "on_break", "logged_out", "not_ready", "ringing", "on_call", "wrap_up",
-           "sp_system", "sp_caller", "sp_agent", "sp_event", "chat_you", "chat_transfer", "chat_ended")
+           "sp_system", "sp_caller", "sp_agent", "sp_event", "chat_you", "chat_transfer", "chat_ended",
+           "mood_angry", "mood_negative", "mood_neutral", "mood_positive", "listen", "listen_stop", "listening")
 
 
 def render(request: web.Request, name: str, status: int = 200, **values: Any) -> web.Response:
     lang = lang_of(request)
     s = session_of(request)
+    values.setdefault("listen_enabled", False)  # the wallboard's listen-in buttons
     # JSON inside <script type="application/json">: "<" escaped so no text can close the element.
     i18n_json = json.dumps({k: translate(k, lang) for k in JS_TEXT}, ensure_ascii=False).replace("<", "\\u003c")
     html = TEMPLATES.get_template(name).render(
@@ -100,6 +103,14 @@ async def login(request: web.Request) -> web.StreamResponse:
         log.warning("console: login form without its CSRF cookie (user %r)", name)
         return await login_form(request, "bad_request", 403)
     source = request.remote or ""
+    wait = c.login_limit.hit(source) if c.login_limit is not None else None
+    if wait is not None:
+        if c.login_limit.refusals(source) == 1:  # once per burst: a flood must not flood the audit log too
+            log.warning("console: too many logins from %s (user %r): refused for %d s", source, name, wait)
+            await c.db(c.users.audit, name or "-", "login_rate_limited", source, f"retry after {wait} s")
+        response = await login_form(request, "rate_limited", 429)
+        response.headers["Retry-After"] = str(wait)
+        return response
     result = await c.db(c.users.authenticate, name, password, source=source)
     if result.user is None:
         return await login_form(request, result.reason, 401)
@@ -160,7 +171,8 @@ async def wrap_up_form(request: web.Request) -> web.StreamResponse:
 # -- supervisor --------------------------------------------------------------------------------
 @requires(Role.SUPERVISOR)
 async def wallboard(request: web.Request) -> web.StreamResponse:
-    return render(request, "wallboard.html", routing=ctx(request).acd is not None)
+    return render(request, "wallboard.html", routing=ctx(request).acd is not None,
+                  listen_enabled=ctx(request).listen is not None)
 
 
 @requires(Role.SUPERVISOR)
@@ -260,9 +272,10 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
         if by not in ("day", "hour", "queue", "agent"):
             raise BadFilter("by: day, hour, queue or agent")
         rep = await c.db(report, c.calls, since=f.date_from, until=f.date_to, by=by)
+        mood = await c.db(SentimentStore(c.calls.engine).summary, since=f.date_from, until=f.date_to)
     except (BadFilter, ValueError) as exc:
         return render(request, "dashboard.html", 400, error=str(exc), rep=None, params=params, by=by)
-    return render(request, "dashboard.html", error="", rep=rep, params=params, by=by,
+    return render(request, "dashboard.html", error="", rep=rep, params=params, by=by, mood=mood,
                   most=max([g.calls for g in rep.groups] + [1]),
                   most_intent=max([n for _, n in rep.intent_mix] + [1]))
 

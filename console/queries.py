@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from recordings import CallStore
 from recordings.models import Call, TranscriptLine
+from recordings.sentiment import SentimentStore
 
 MAX_RESULTS = 200
 
@@ -92,7 +93,15 @@ def search_calls(store: CallStore, f: CallFilter) -> list[dict[str, Any]]:
             "outcome": h.outcome, "intent": h.last_intent, "queue": h.queue, "agent": h.agent,
             "snippets": [{"seq": sn.seq, "speaker": sn.speaker, "text": sn.text} for sn in h.snippets],
         })
-    return out
+    return with_sentiment(store.engine, out)
+
+
+def with_sentiment(engine: Engine, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Adds each call's caller sentiment (recordings/sentiment.py) as `sentiment` (None: never scored)."""
+    moods = SentimentStore(engine).for_calls(c["id"] for c in calls)
+    for c in calls:
+        c["sentiment"] = moods.get(c["id"])
+    return calls
 
 
 def like_search(engine: Engine, f: CallFilter) -> list[dict[str, Any]]:
@@ -114,13 +123,14 @@ def like_search(engine: Engine, f: CallFilter) -> list[dict[str, Any]]:
     if f.language:
         q = q.where(Call.language == f.language)
     with engine.connect() as conn:
-        return [call_dict(r) for r in conn.execute(q)]
+        found = [call_dict(r) for r in conn.execute(q)]
+    return with_sentiment(engine, found)
 
 
 def call_detail(engine: Engine, call_id: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = conn.execute(select(Call).where(Call.id == call_id)).first()
-        return call_dict(row) if row is not None else None
+    return with_sentiment(engine, [call_dict(row)])[0] if row is not None else None
 
 
 def _iso(dt: datetime | None) -> str | None:

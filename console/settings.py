@@ -24,6 +24,7 @@ class ConsoleSettings:
     recordings_dir: str | None = None  # recordings are served only from inside this folder (None: any)
     max_body_bytes: int = 64 * 1024  # forms and JSON bodies larger than this are refused (413)
     chat_idle_s: float = 15 * 60  # a chat unused this long is forgotten (the next message starts anew)
+    login_per_ip_per_min: int = 20  # POST /login attempts per client address per minute; more: 429 + Retry-After
 
     def secret_key(self) -> bytes:
         value = os.environ.get(self.secret_env, "")

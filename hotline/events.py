@@ -70,6 +70,70 @@ class RecordingFailed(Event):
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class TurnLatency(Event):
+    """One turn: from the endpointer deciding the caller had finished to the reply's first RTP frame."""
+
+    latency_s: float
+    recognition_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class AgentStateUpdated(Event):
+    """An agent changed state (routing/states.py). `call_id` is "" (not a call's event); `call` is the
+    call she rings for or talks to, if any. Published by hotline/routing_bus.py."""
+
+    agent: str
+    old: str
+    new: str
+    reason: str
+    call: str = ""
+    node: str = ""
+
+
+@dataclass(frozen=True)
+class QueueStats(Event):
+    """One queue's live statistics on one worker (`call_id` ""), on change and every few seconds."""
+
+    queue: str
+    open: bool
+    waiting: int
+    callbacks_waiting: int
+    longest_wait_s: float
+    offered: int
+    answered: int
+    abandoned: int
+    service_level_pct: float | None
+    average_speed_of_answer_s: float | None
+    agents_available: int
+    agents_staffed: int
+    node: str = ""
+
+
+@dataclass(frozen=True)
+class TransferRequested(Event):
+    """An agent asked to move the call to another queue (routing/transfer.py); the worker holding the call
+    acts on it (hotline/transfer.py). mode: blind | context."""
+
+    to_queue: str
+    mode: str
+    note: str = ""
+    by: str = ""
+    node: str = ""
+
+
+@dataclass(frozen=True)
+class SentimentChanged(Event):
+    """The caller's running sentiment changed label (angry, negative, neutral, positive) or angry flag."""
+
+    score: float
+    minimum: float
+    label: str
+    angry: bool
+    lines: int
+    line_score: float
+
+
 TOPICS: dict[type[Event], str] = {
     CallStarted: "call.started",
     TranscriptAdded: "call.transcript",
@@ -78,4 +142,9 @@ TOPICS: dict[type[Event], str] = {
     AgentAssigned: "call.agent_assigned",
     CallEnded: "call.ended",
     RecordingFailed: "call.recording_failed",
+    TurnLatency: "call.turn_latency",
+    AgentStateUpdated: "agent.state",
+    QueueStats: "queue.stats",
+    TransferRequested: "call.transfer_requested",
+    SentimentChanged: "call.sentiment",
 }

@@ -168,6 +168,8 @@ class StoreAdmin:
         self.store = store
         self.live = live
         self._lock = threading.Lock()  # read-change-write of the draft, one editor at a time
+        self._unanswered_lock = threading.Lock()
+        self._unanswered_cache: tuple[Any, dict[str, Any]] | None = None
 
     @property
     def languages(self) -> Sequence[str]:
@@ -238,6 +240,26 @@ class StoreAdmin:
         live = self.live.version if self.live is not None else None
         return [{"version": v, "time": times.get(v, ("", 0))[0], "entries": times.get(v, ("", 0))[1],
                  "live": v == live} for v in reversed(self.store.versions())]
+
+    def unanswered(self) -> dict[str, Any]:
+        """The unanswered-questions log clustered (hotline/unanswered.py): `{"clusters": [...], "questions",
+        "unreadable"}`; recomputed only when the log changed."""
+        from hotline.unanswered import MAX_ITEMS, Question, cluster_questions, default_encoder
+
+        path = self.store.unanswered.path
+        stat = path.stat() if path.is_file() else None
+        key = (stat.st_mtime_ns, stat.st_size) if stat else None
+        with self._unanswered_lock:
+            cached = self._unanswered_cache
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            items, bad = self.store.unanswered.read(limit=MAX_ITEMS)
+            questions = [Question(q.text, q.lang, q.call_id, q.time) for q in items]
+            encoder = default_encoder() if any(q.lang == "en" for q in questions) else None
+            result = {"clusters": [c.to_dict() for c in cluster_questions(questions, encoder)],
+                      "questions": len(questions), "unreadable": bad}
+            self._unanswered_cache = (key, result)
+            return result
 
 
 # -- the console's chat channel -----------------------------------------------------------------

@@ -48,6 +48,8 @@ class Hotline:
         self._stats_task: asyncio.Task[None] | None = None
         self.web: Any = None  # the web console (hotline/web.py), once started
         self.knowledge: Any = None  # hotline/knowledge_live.py: the newest published knowledge base, live
+        self.callbacks: Any = None  # hotline/callback.py: callers dialled back, hold music loaded
+        self.routing_bus: Any = None  # hotline/routing_bus.py: agent.state and queue.stats on the bus
 
     @property
     def port(self) -> int:
@@ -72,7 +74,7 @@ class Hotline:
         if closed:
             log.warning("closed %d call records left open by a previous run of %s", closed, s.node_name)
         cpu_pool = ThreadPoolExecutor(max_workers=max(2, s.asr.threads), thread_name_prefix="cpu")
-        db_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db")
+        db_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="db")  # calls' writes share commits
         recognizer = create_recognizer(s.asr.backend, model_path=s.asr.model_path, threads=s.asr.threads)
         tts_options = {"model_path": s.tts.model_path} if s.tts.backend == "paddlespeech" else {}
         prompts = PromptCache(create_synthesizer(s.tts.backend, **tts_options), target_rate=8000, executor=cpu_pool)
@@ -85,9 +87,20 @@ class Hotline:
             for a in q.agents:
                 if a.name not in {r.profile.id for r in self.acd.agents()}:
                     self.acd.add_agent(AgentProfile(a.name, a.uri, skills=a.skills), AgentState.AVAILABLE)
+        from recordings.routing_admin import RoutingOverrides
+        from routing.admin import apply_overrides
+
+        apply_overrides(self.acd, *RoutingOverrides(store.engine).as_maps())  # console admin changes win over YAML
         self._acd_task = asyncio.ensure_future(self.acd.run())
         self._stats_task = start_queue_stats(self.acd, self.agent_store, s.routing.dead_worker_after_s)
         self.acd.subscribe(self._on_routing_event)
+        from hotline.routing_bus import RoutingPublisher
+
+        self.routing_bus = RoutingPublisher(self.acd, self.bus, s.node_name)
+        self.routing_bus.start()
+        from hotline.transfer import TransferRouter
+
+        TransferRouter(self.acd, self.bus, s.node_name, lambda: list(self.sessions))  # agent transfers
         queues = {name: self.acd.view(name) for name in self.acd.queue_names}
         ep = s.endpointing
 
@@ -118,6 +131,9 @@ class Hotline:
             endpointer_factory=endpointer,
             recording_key=_recording_key(s),  # recordings.encrypt (docs/RECORDS.md)
         )
+        from hotline.callback import install_callbacks
+
+        self.callbacks = install_callbacks(self.acd, self.deps)  # queues[].callback and queues[].hold_music
         await self._warm_up(engine, prompts, recognizer, cpu_pool)
         self.endpoint.on_call = self._on_call
         await self.endpoint.start()
@@ -170,6 +186,10 @@ class Hotline:
     async def stop(self) -> None:
         if self._acd_task is not None:
             self._acd_task.cancel()
+        if self.callbacks is not None:
+            await self.callbacks.stop()
+        if self.routing_bus is not None:
+            await self.routing_bus.stop()
         if self.endpoint is not None:
             await self.endpoint.stop()
         # Let sessions write their closing records.

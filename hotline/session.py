@@ -17,10 +17,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from asr import Endpointer, Recognizer, SpeechStarted, Transcript, Utterance
+from asr import Endpointer, Recognizer, SpeechPaused, SpeechStarted, Transcript, Utterance
+from asr.backchannel import BackchannelGate, Decision, DuckAwareEchoGuard
 from asr.bargein import BargeInDetector
+from asr.speculative import SpeculativeDecoder
 from dialog import Conversation, DialogEngine, Hangup, Listen, Say, Transfer, Understood
 from hotline.bus import EventBus
+from hotline.callback import PendingCallback, spoken_digits
+from hotline.callback import fill as _fill
+from hotline.callback import queue_settings as _queue_settings
 from hotline.events import (
     AgentAssigned,
     CallEnded,
@@ -30,10 +35,12 @@ from hotline.events import (
     RecordingFailed,
     TranscriptAdded,
 )
+from hotline.holdmusic import HoldMusic
 from hotline.knowledge_live import knowledge_dir
-from hotline.settings import QueueSettings, Settings
+from hotline.settings import CallbackSettings, QueueSettings, Settings
+from hotline.turn_latency import TurnTimer
 from recordings import CallStore, StereoRecorder
-from routing import QueueView
+from routing import QueueView, TransferRequest
 from telephony import AudioFrame, CallFailed, CallLeg, DtmfDigit, bridge
 from tts import PromptCache
 
@@ -55,9 +62,11 @@ class SessionDeps:
     queues: dict[str, QueueView]
     dial: Dial
     cpu_pool: Executor  # recognition and synthesis
-    db_pool: Executor  # one thread: record writes stay in order and off the event loop
+    db_pool: Executor  # record writes off the event loop; each awaited, so a call's writes stay in order
     endpointer_factory: Callable[[], Endpointer]
     recording_key: bytes | None = None  # recordings.encrypt: AES-GCM key (HOTLINE_RECORDING_KEY)
+    callbacks: Any = None  # hotline.callback.CallbackDialer: callers dialled back (queues[].callback)
+    hold_music: dict[str, bytes] | None = None  # queue name → 8 kHz PCM looped while queued (hotline/holdmusic.py)
 
 
 # What the media reader hands the dialog loop.
@@ -135,6 +144,12 @@ class CallSession:
         self._queue_entry: str | None = None
         self._input_source = "speech"  # what led to the dialog's next actions: speech, dtmf or timeout
         self._recording_alerted = False
+        self._bridged: CallLeg | None = None  # the agent's leg while bridged (hotline/transfer.py ends it)
+        self._pending_transfer: Any = None  # routing.TransferRequest asked by the agent, done after the bridge
+        self._turns = TurnTimer(self.call_id, deps.bus.publish)  # turn latency (hotline/turn_latency.py)
+        self._speculation = SpeculativeDecoder(deps.recognizer, deps.cpu_pool, self.call_id)  # decode at a pause
+        self._gate = BackchannelGate(max(1, deps.settings.barge_in.backchannel_ms))  # "uh-huh" over a prompt
+        self._barge_onset = 0.0  # session time the caller's speech over the prompt started
 
     # -- helpers ---------------------------------------------------------------------------
     def _now(self) -> float:
@@ -159,7 +174,7 @@ class CallSession:
         intent: str | None = None,
         confidence: float | None = None,
     ) -> None:
-        log.info("call %s: %s: %s", self.call_id, speaker, text)
+        log.debug("call %s: %s: %s", self.call_id, speaker, text)  # the transcript is in the records
         self._check_recording()
         self.deps.bus.publish(TranscriptAdded(self.call_id, speaker, text, round(start_s, 2), confidence))
         await self._db(
@@ -217,10 +232,17 @@ class CallSession:
     async def run(self) -> None:
         leg, deps = self.leg, self.deps
         log.info("call %s: answered (sip call-id %s) from %s to %s", self.call_id, leg.call_id, leg.caller, leg.called)
+        leg.add_tap(self._turns.on_frame)  # times each reply's first frame
         try:
             rs = deps.settings.recordings
-            self._recorder = StereoRecorder(deps.settings.recordings_dir / f"{self.call_id}.wav", call_id=self.call_id,
-                                            compress=rs.compress, key=deps.recording_key)
+            path = deps.settings.recordings_dir / f"{self.call_id}.wav"
+            try:  # the file is created off the event loop (wave.open was 1-6% of the loop at 60-80 calls/s)
+                self._recorder = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: StereoRecorder(path, call_id=self.call_id, compress=rs.compress,
+                                                 key=deps.recording_key))
+            except RuntimeError:  # the default executor is shut down (server stopping): open here
+                self._recorder = StereoRecorder(path, call_id=self.call_id, compress=rs.compress,
+                                                key=deps.recording_key)
             leg.add_tap(self._recorder.tap)
         except OSError:
             log.exception("call %s: recording unavailable; the call goes on without it", self.call_id)
@@ -303,6 +325,7 @@ class CallSession:
             actions = follow_up
 
     async def _say(self, action: Say) -> None:
+        render_started = time.monotonic()
         pcm = await self.deps.prompts.render(action.text, action.lang)
         self._state.barge_in = action.barge_in
         if self.leg.ended.is_set():
@@ -312,6 +335,7 @@ class CallSession:
             ends = time.monotonic() + self.leg.queued_ms / 1000 + len(pcm) / 16000
             self._state.protected_until = max(self._state.protected_until, ends)
         self._secret_entry(False)  # prompts are recorded; only the caller's secret entry is not
+        self._turns.reply_queued(self.leg.queued_ms, render_started)
         self.leg.send_audio(pcm)
         await self._line("system", action.text, start, start + len(pcm) / 16000)
 
@@ -357,6 +381,7 @@ class CallSession:
         conv = self._conv
         assert conv is not None
         no_input_s = action.timeout_s or self.deps.settings.endpointing.no_input_s
+        self._turns.listening()  # a turn whose reply queued nothing is not timed
         self._state.digit_mode = action.digits_max > 1  # a card or account number: longer pauses allowed
         secret = action.secret  # a PIN or card number: masked, recording paused
         silent_since: float | None = None
@@ -409,6 +434,7 @@ class CallSession:
                 if not text:
                     silent_since = None  # noise, not a turn: keep listening
                     continue
+                self._turns.heard(self._t0 + item.end_s)  # the endpointer decided at end_s
                 shown = "[speech during secret entry]" if secret else text  # it may hold the secret
                 await self._line(
                     "caller", shown, item.start_s, item.end_s, confidence=round(item.transcript.confidence, 3)
@@ -447,6 +473,7 @@ class CallSession:
     async def _read_media(self, leg: CallLeg, sink: Callable[[_Input], None], *, caller_side: bool = True) -> None:
         """Reads one leg's frames: endpointing on the 20 ms path, recognition off it."""
         endpointer = self.deps.endpointer_factory()
+        endpointer.speculate = caller_side  # SpeechPaused: recognition starts at a pause (asr/speculative.py)
         barge = self._barge_in_detector(leg) if caller_side else None
         over_prompt = False  # the current utterance started while a prompt played
         try:
@@ -481,25 +508,40 @@ class CallSession:
                     if barge.last_echo:
                         pcm = bytes(len(pcm))  # our own prompt coming back: not the caller
                 events = endpointer.feed(pcm)
+                if caller_side and self._gate.speech(endpointer.speech_ms) is Decision.BARGE_IN and leg.playing:
+                    self._stop_prompt(leg, sink)  # more speech than a backchannel
                 if barge is not None and not self._state.transferring:
                     if any(isinstance(e, SpeechStarted) for e in events) and not was_speaking:
                         over_prompt = leg.playing
                 for ev in events:
                     if isinstance(ev, SpeechStarted):
                         sink(_SpeechOnset(self._now()))
+                    elif isinstance(ev, SpeechPaused):
+                        if not self._state.asr_failed and not (barge is not None and over_prompt and not barge.fired):
+                            self._speculation.paused(ev, self._lang)
+                        if self._gate.pending:
+                            self._spawn(self._judge_backchannel(leg, barge, sink))
                     elif isinstance(ev, Utterance):
                         end = self._now()
-                        if barge is not None and over_prompt and not barge.fired:
+                        if caller_side and self._gate.pending:  # over a prompt, not judged yet: judge first
+                            self._spawn(self._judge_utterance(ev, end - ev.duration_s, end, leg, barge, sink))
+                        elif barge is not None and over_prompt and (not barge.fired or self._gate.kept):
                             # Talk over a prompt that never amounted to barge-in (a backchannel, a cough,
                             # our own echo): not a turn.
                             log.info("call %s: %.1f s of sound over a prompt ignored", self.call_id, ev.duration_s)
                             sink(_Heard(Transcript("", 0.0, self._lang), end - ev.duration_s, end))
+                            barge.reset()  # a backchannel: the next speech over this prompt is judged afresh
                         else:
                             self._spawn(self._recognize(ev, end - ev.duration_s, end, sink))
                         over_prompt = False
+                        if not self._gate.pending:
+                            self._gate.reset()
                 if was_speaking and not endpointer.in_speech and not any(isinstance(e, Utterance) for e in events):
                     sink(_Heard(Transcript("", 0.0, self._lang), self._now(), self._now()))  # noise: no turn
                     over_prompt = False
+                    if caller_side and self._gate.pending:  # too short to be a turn: the prompt goes on
+                        self._gate.reset()
+                        leg.unduck(ramp_ms=200)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -519,6 +561,7 @@ class CallSession:
             confirm_frames=max(1, bs.confirm_ms // 20),
             margin_db=bs.echo_margin_db,
             use_echo_guard=bs.echo_guard,
+            echo_guard=DuckAwareEchoGuard(lambda: leg.ducked),  # a ducked prompt is not a weaker echo path
         )
 
         def tap(direction: str, pcm: bytes) -> None:
@@ -538,12 +581,67 @@ class CallSession:
         if not active and not over_prompt:
             barge.reset()
         if barge.feed(pcm, active=active) and leg.playing:
-            leg.clear_audio()
             now = self._now()
-            onset = now - (barge.confirmed_s or 0.0) + (barge.onset_s or 0.0)
-            log.info("call %s: barge-in: prompt stopped %.0f ms after the caller started", self.call_id,
-                     (now - onset) * 1000)
-            sink(_BargedIn(now, onset))
+            self._barge_onset = now - (barge.confirmed_s or 0.0) + (barge.onset_s or 0.0)
+            if self.deps.settings.barge_in.backchannel_ms and self._lang in self.deps.recognizer.languages:
+                self._gate.start()  # "uh-huh", "嗯" keep the prompt; more speech or other words stop it
+                leg.duck(self.deps.settings.barge_in.duck_db)  # quiet at once while we decide (caller hears it)
+                log.info("call %s: speech over the prompt: prompt ducked; backchannel or barge-in?", self.call_id)
+                return
+            self._stop_prompt(leg, sink)
+
+    def _stop_prompt(self, leg: CallLeg, sink: Callable[[_Input], None]) -> None:
+        """Barge-in: the prompt stops; what the caller says is a turn."""
+        leg.clear_audio()
+        now = self._now()
+        log.info("call %s: barge-in: prompt stopped %.0f ms after the caller started", self.call_id,
+                 (now - self._barge_onset) * 1000)
+        sink(_BargedIn(now, self._barge_onset))
+
+    async def _judge_backchannel(self, leg: CallLeg, barge: BargeInDetector | None,
+                                 sink: Callable[[_Input], None]) -> None:
+        """The caller paused while speaking over a prompt: the recogniser's text for it decides whether
+        it was a backchannel (the prompt goes on) or barge-in (asr/backchannel.py)."""
+        fut = self._speculation.pending
+        if fut is None:
+            decision = self._gate.barge_in()
+        else:
+            await asyncio.wait({fut})
+            if fut.cancelled():
+                return  # the caller went on speaking: judged at the next pause or by length
+            # a failed recogniser cannot tell a backchannel: the speech stops the prompt (the fault path follows)
+            decision = self._gate.barge_in() if fut.exception() is not None else self._gate.heard(
+                fut.result().text, self._lang)
+        if decision is Decision.BARGE_IN and leg.playing:
+            self._stop_prompt(leg, sink)
+        elif decision is Decision.BACKCHANNEL:
+            leg.unduck(ramp_ms=200)  # back to full volume over 200 ms: no jump, and the echo guard keeps up
+            if barge is not None:
+                barge.reset()  # "yeah ... I lost my card" in one utterance: the speech after the pause is judged too
+            log.info("call %s: backchannel over the prompt; it goes on", self.call_id)
+
+    async def _judge_utterance(self, utt: Utterance, start_s: float, end_s: float, leg: CallLeg,
+                               barge: BargeInDetector | None, sink: Callable[[_Input], None]) -> None:
+        """An utterance over a prompt ended before its pause was judged: judge it, then it is a turn
+        (the prompt stops) or a backchannel (ignored, the prompt goes on)."""
+        fut = self._speculation.pending
+        if fut is not None:
+            await asyncio.wait({fut})
+        if self._gate.pending:
+            ok = fut is not None and not fut.cancelled() and fut.exception() is None
+            decision = self._gate.heard(fut.result().text, self._lang) if ok and fut else self._gate.barge_in()
+            if decision is Decision.BARGE_IN and leg.playing:
+                self._stop_prompt(leg, sink)
+        kept = self._gate.kept
+        self._gate.reset()
+        if kept:
+            leg.unduck(ramp_ms=200)
+            log.info("call %s: backchannel over the prompt (%.1f s) ignored; it goes on", self.call_id, utt.duration_s)
+            sink(_Heard(Transcript("", 0.0, self._lang), start_s, end_s))
+            if barge is not None:
+                barge.reset()
+            return
+        await self._recognize(utt, start_s, end_s, sink)
 
     async def _recognize(self, utt: Utterance, start_s: float, end_s: float, sink: Callable[[_Input], None]) -> None:
         loop = asyncio.get_running_loop()
@@ -561,7 +659,7 @@ class CallSession:
             return
         try:
             tr = await asyncio.wait_for(
-                loop.run_in_executor(
+                self._speculation.take(utt, self._lang) or loop.run_in_executor(
                     self.deps.cpu_pool, self.deps.recognizer.transcribe, utt.pcm, utt.sample_rate, self._lang
                 ),
                 self.deps.settings.asr.timeout_s,
@@ -607,7 +705,7 @@ class CallSession:
                 self._state.outcome, self._state.reason = "abandoned", "max_wait"
                 await self._leave_queue("abandoned", "timeout: max_wait_s reached")
                 return
-            agent = await self._wait_for_agent(queue, qs, remaining)
+            agent = await self._wait_for_agent(queue, qs, remaining, action)
             if agent is None:
                 continue
             try:
@@ -640,8 +738,47 @@ class CallSession:
                 await self._bridge_agent(queue, agent.name, agent_leg, action)
             finally:
                 queue.finished(agent)  # wrap-up, then available again
+            moved, self._pending_transfer = self._pending_transfer, None
+            if moved is not None and not leg.ended.is_set():  # the agent transferred the caller: queue again
+                await self._transfer(await self._transfer_action(moved, agent.name, action))
             return
         raise _CallGone
+
+    def request_transfer(self, req: Any) -> None:
+        """The agent moves this call to another queue (routing.TransferRequest, via hotline/transfer.py): her
+        leg is hung up (she goes to wrap-up) and the caller is queued again with the new context."""
+        agent_leg = self._bridged
+        if agent_leg is None or agent_leg.ended.is_set():
+            log.warning("call %s: transfer to %s ignored: the caller is not with an agent", self.call_id,
+                        req.to_queue)
+            return
+        log.info("call %s: transfer to %s (%s) asked by %s", self.call_id, req.to_queue, req.mode, req.by or "?")
+        self._pending_transfer = req
+        self._spawn(agent_leg.hangup())
+
+    async def _on_agent_refer(self, refer: Any, agent_name: str) -> tuple[int, str] | None:
+        """REFER from the agent's phone (SIP blind transfer): the Refer-To user part names the queue,
+        e.g. sip:cards@hotline. Unknown queue: 404, the agent keeps the caller."""
+        target = str(refer.target).split("?", 1)[0]
+        name = target.split(":", 1)[-1].split("@", 1)[0]
+        if name not in self.deps.queues:
+            log.warning("call %s: REFER from agent %s to %s: no queue %r", self.call_id, agent_name, target, name)
+            return 404, "Not Found (no such queue)"
+        self.request_transfer(TransferRequest(self.call_id, name, "blind", by=f"{agent_name} (phone)"))
+        return None
+
+    async def _transfer_action(self, req: Any, agent_name: str, action: Transfer) -> Transfer:
+        """The next queue's Transfer: "context" carries the transcript so far and the agent's note."""
+        if req.mode == "context":
+            lines = await self._db(self.deps.store.get_transcript, self.call_id) or []
+            context = {**action.context, "note": req.note,
+                       "transcript": [f"{ln.speaker}: {ln.text}" for ln in lines][-200:]}
+        else:
+            context = {"language": self._lang}
+        context.update(transferred_from=agent_name, transfer_mode=req.mode, transferred_by=req.by or agent_name)
+        await self._line("event", f"transferred by {req.by or agent_name} to {req.to_queue} ({req.mode})",
+                         self._now())
+        return Transfer(req.to_queue, f"transfer from {agent_name}", context)
 
     async def _ring_agent(self, uri: str, ring_timeout_s: float) -> CallLeg:
         """Dials the agent; if the caller hangs up meanwhile, the agent's phone stops ringing (CANCEL)."""
@@ -656,28 +793,118 @@ class CallSession:
             raise _CallGone
         return dial.result()
 
-    async def _wait_for_agent(self, queue: QueueView, qs: QueueSettings, remaining: float) -> Any:
-        """Waits in the queue, with position announcements while nobody is free."""
+    async def _wait_for_agent(self, queue: QueueView, qs: QueueSettings, remaining: float,
+                              action: Transfer | None = None) -> Any:
+        """Waits in the queue: position announcements every `announce_every_s` while nobody is free, hold
+        music between them (`hold_music`), and the callback offer (`callback`: hotline/callback.py)."""
         acquire = asyncio.ensure_future(queue.acquire(self.call_id, timeout=remaining))
+        music_pcm = (self.deps.hold_music or {}).get(queue.name)
+        music = HoldMusic(music_pcm) if music_pcm else None
+        cb = qs.callback if qs.callback.enabled and self.deps.callbacks is not None else None
+        queued_since = time.monotonic()
+        offered = False
         try:
-            announce_every = 20.0
+            next_announce = 0.0
             first = True
             while not acquire.done():
-                if not first or not queue.free_agents():
-                    pos = queue.position(self.call_id) or 1
-                    text = _fill(qs.hold_prompt, self._lang, position=pos, ahead=max(0, pos - 1))
-                    if text and not self.leg.playing:
-                        await self._say(Say(text, self._lang, False))
-                first = False
-                if await self._unless_hung_up(acquire, announce_every):
+                now = time.monotonic()
+                if now >= next_announce:
+                    if not first or not queue.free_agents():
+                        pos = queue.position(self.call_id) or 1
+                        text = _fill(qs.hold_prompt, self._lang, position=pos, ahead=max(0, pos - 1))
+                        due = cb is not None and cb.offer_after_s is not None and now - queued_since >= cb.offer_after_s
+                        if cb is not None and due and not offered:
+                            text, offered = f"{text} {_fill(cb.offer_prompt, self._lang)}".strip(), True
+                        if music is not None:
+                            self.leg.clear_audio()
+                        if text and not self.leg.playing:
+                            await self._say(Say(text, self._lang, False))
+                    first = False
+                    next_announce = now + qs.announce_every_s
+                if music is not None and self.leg.queued_ms < 400:
+                    self.leg.send_audio(music.next(1000))
+                tick = max(0.0, next_announce - time.monotonic())
+                if music is not None or cb is not None:
+                    tick = min(tick, 0.2)
+                if await self._unless_hung_up(acquire, tick):
                     reserved = acquire.result() if acquire.done() and not acquire.cancelled() else None
                     if reserved is not None:
                         queue.release(reserved)  # reserved in the same instant: give it back
                     raise _CallGone
+                if cb is not None and not acquire.done() and cb.key in self._queued_keys():
+                    await self._offer_callback(queue, cb, acquire, action)
             return acquire.result()
         finally:
             if not acquire.done():
                 acquire.cancel()
+            if music is not None and not self.leg.ended.is_set():
+                self.leg.clear_audio()
+
+    def _queued_keys(self) -> str:
+        """Keys pressed while queued (noted in the transcript later, like speech); other inputs stay queued."""
+        items = []
+        while not self._inputs.empty():
+            items.append(self._inputs.get_nowait())
+        keys = "".join(i.digit for i in items if isinstance(i, _Key))
+        for item in items:
+            self._inputs.put_nowait(item)
+        return keys
+
+    async def _read_keys(self, timeout_s: float, max_digits: int = 20) -> str:
+        """Collects keys until '#', `max_digits` or `timeout_s` (5 s after the last key); speech is noted."""
+        keys, deadline = "", time.monotonic() + timeout_s
+        while len(keys) < max_digits and not self.leg.ended.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                item = await asyncio.wait_for(self._inputs.get(), left)
+            except TimeoutError:
+                break
+            if isinstance(item, _LegEnded):
+                break
+            if isinstance(item, _Heard) and item.transcript.text.strip():
+                await self._line("caller", item.transcript.text.strip(), item.start_s, item.end_s)
+            elif isinstance(item, _Key):
+                await self._db(self.deps.store.add_dtmf, self.call_id, item.digit, secret=False)
+                if item.digit == "#":
+                    break
+                keys += item.digit
+                deadline = time.monotonic() + 5.0
+        return keys
+
+    async def _offer_callback(self, queue: QueueView, cb: CallbackSettings, acquire: asyncio.Future[Any],
+                              action: Transfer | None) -> None:
+        """The caller pressed the callback key: confirm the number; on success they hang up keeping their place."""
+        while not self._inputs.empty():  # drop the keys that led here (recorded in the transcript)
+            item = self._inputs.get_nowait()
+            if isinstance(item, _Key):
+                await self._line("caller", f"[key {item.digit}]", self._now())
+        self.leg.clear_audio()
+        own = "".join(c for c in self.leg.caller if c.isdigit())
+        if len(own) >= cb.min_digits:
+            await self._say(Say(_fill(cb.number_prompt, self._lang, spoken=spoken_digits(own)), self._lang, True))
+        else:
+            own = ""
+            await self._say(Say(_fill(cb.ask_number_prompt, self._lang), self._lang, True))
+        keys = await self._read_keys(20.0)
+        await self._line("caller", f"[keys {keys or 'none'}]", self._now())
+        number = own if own and keys == "1" else keys
+        if len(number) < cb.min_digits or not number.isdigit() or acquire.done() or self.leg.ended.is_set():
+            await self._line("event", "callback not taken; still waiting", self._now())
+            return  # an agent came meanwhile, or no usable number: the caller waits on
+        context = {**(action.context if action else {}), "call_id": self.call_id, "caller": self.leg.caller,
+                   "reason": action.reason if action else "callback"}
+        self.deps.callbacks.register(PendingCallback(self.call_id, number, queue.name, self._lang, context,
+                                                     self._queue_entry, t0=self._t0))
+        queue.request_callback(self.call_id, number)
+        self._queue_entry = None  # the callback closes the queue record (answered or abandoned)
+        self._state.outcome, self._state.reason = "callback_requested", "callback_requested"
+        await self._line("event", f"callback requested to {number}; the caller keeps their place", self._now())
+        await self._say(Say(_fill(cb.accepted_prompt, self._lang, spoken=spoken_digits(number)), self._lang, False))
+        await self._finish_playing(20)
+        await self.leg.hangup()
+        raise _CallGone
 
     async def _transcribe_bridged(self, speaker: str, inputs: asyncio.Queue[_Input]) -> None:
         """Writes what one side says while caller and agent talk; keys and onsets are just noted."""
@@ -715,9 +942,15 @@ class CallSession:
             asyncio.ensure_future(self._transcribe_bridged("agent", agent_inputs)),
             asyncio.ensure_future(self._read_media(agent_leg, agent_inputs.put_nowait, caller_side=False)),
         ]
+        self._bridged = agent_leg
+        if hasattr(agent_leg, "on_transfer"):  # a REFER from the agent's phone: blind transfer to a queue
+            agent_leg.on_transfer = lambda req: self._on_agent_refer(req, agent_name)
         try:
             await bridge(leg, agent_leg)
         finally:
+            self._bridged = None
+            if self._pending_transfer is not None:
+                self._state.reason = "agent_transferred"
             for w in writers:
                 w.cancel()
             if not agent_leg.ended.is_set():
@@ -737,14 +970,3 @@ def _no_tap(direction: str, pcm: bytes) -> None:
 class _CallGone(Exception):
     """The caller hung up; unwinds the dialog to the session's clean-up."""
 
-
-def _queue_settings(settings: Settings, name: str) -> QueueSettings:
-    return next((q for q in settings.queues if q.name == name), settings.queues[0])
-
-
-def _fill(prompts: dict[str, str], lang: str, **values: Any) -> str:
-    text = prompts.get(lang) or prompts.get("en") or next(iter(prompts.values()), "")
-    try:
-        return text.format(**values)
-    except (KeyError, IndexError, ValueError):
-        return text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -49,6 +49,9 @@ class SipSettings(_Strict):
     # Digest challenges offered, in order (RFC 8760: strongest first). Phones that stop at the first challenge
     # they cannot answer (Debian's baresip 1.0, sipp) need [MD5]; docs/SECURITY.md.
     digest_algorithms: tuple[Literal["SHA-256", "MD5"], ...] = Field(("SHA-256", "MD5"), min_length=1)
+    # Trunk accounts (user name -> environment variable holding its password). When set, INVITEs from sources
+    # not on a non-empty `allow` must answer a 407 digest challenge with one of them (docs/SECURITY.md).
+    trunk_accounts: dict[str, Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = {}
 
     @field_validator("allow")
     @classmethod
@@ -95,6 +98,12 @@ class BargeInSettings(_Strict):
     confirm_ms: int = Field(60, ge=20, le=1000)  # this much articulated speech within 300 ms stops the prompt
     echo_guard: bool = True  # ignore our own prompt coming back on the caller's line
     echo_margin_db: float = Field(3.0, ge=0, le=40)  # caller speech must be this much above the expected echo
+    # > 0 (default 600): backchannels ("uh-huh", "ok", "嗯", "对") keep the prompt playing; at the detector's onset
+    # (~60-160 ms) the prompt is ducked by duck_db while this is decided; speech stops it after this much speech
+    # or at a pause with other words, ~0.7-0.9 s (asr/backchannel.py, docs/SPEECH.md).
+    # 0: any speech the detector confirms stops the prompt at once (no backchannels).
+    backchannel_ms: int = Field(600, ge=0, le=3000)
+    duck_db: float = Field(-24.0, ge=-60, le=0)  # while backchannel-or-barge-in is decided, the prompt plays this quiet
 
 
 class EndpointingSettings(_Strict):
@@ -149,6 +158,46 @@ class AgentSettings(_Strict):
         return v
 
 
+class CallbackSettings(_Strict):
+    """The caller may hang up keeping their place and be dialled back (docs/ROUTING.md, "Callbacks in the call")."""
+
+    enabled: bool = False
+    key: str = Field("*", pattern=r"^[0-9*#]$")  # pressed while queued: asks for a callback
+    offer_after_s: float | None = Field(60.0, gt=0)  # the offer is announced after this wait (None: key only)
+    dial_uri: str = "sip:{number}@127.0.0.1:5060"  # how to reach the number: a gateway or trunk URI template
+    attempts: int = Field(3, ge=1, le=10)  # dial attempts before the callback is recorded failed
+    retry_after_s: float = Field(120.0, ge=0, le=86400)
+    ring_timeout_s: float = Field(30.0, gt=0, le=120)
+    min_digits: int = Field(3, ge=1, le=20)  # shorter caller ids (or keyed numbers) are not callable
+    offer_prompt: dict[str, str] = {
+        "en": "To keep your place and be called back, press star.",
+        "zh": "如需保留排队位置并由我们回电，请按星号键。",
+    }
+    number_prompt: dict[str, str] = {
+        "en": "Press 1 to be called back on {spoken}. Or key in another number, then the hash key.",
+        "zh": "按1，我们将回电至{spoken}。或输入其他号码，以井号键结束。",
+    }
+    ask_number_prompt: dict[str, str] = {
+        "en": "Please key in the number to call you back on, then the hash key.",
+        "zh": "请输入回电号码，以井号键结束。",
+    }
+    accepted_prompt: dict[str, str] = {
+        "en": "Thank you. We will call you back on {spoken}. You keep your place in the queue. Goodbye.",
+        "zh": "谢谢。我们将回电至{spoken}，您的排队位置已保留。再见。",
+    }
+    greeting: dict[str, str] = {
+        "en": "Hello, this is your bank calling you back. Connecting you to an agent now.",
+        "zh": "您好，这里是银行回电，正在为您接通客服。",
+    }
+
+    @field_validator("dial_uri")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        if not v.startswith(("sip:", "sips:")) or "{number}" not in v:
+            raise ValueError("must be a SIP URI template containing {number}, e.g. sip:{number}@gateway:5060")
+        return v
+
+
 class QueueSettings(_Strict):
     name: str = Field(min_length=1, max_length=64)
     max_wait_s: float = Field(600, gt=0)
@@ -159,6 +208,10 @@ class QueueSettings(_Strict):
     hold_prompt: dict[str, str] = {"en": "All our agents are busy. Please stay on the line."}
     connect_prompt: dict[str, str] = {"en": "Connecting you to an agent now."}
     agents: list[AgentSettings] = []
+    announce_every_s: float = Field(20.0, ge=2, le=600)  # the hold prompt (position) this often while queued
+    # Between announcements: None (silence), "tones" (a generated tune) or a WAV file (hotline/holdmusic.py)
+    hold_music: str | None = None
+    callback: CallbackSettings = CallbackSettings()
 
 
 class RoutingSettings(_Strict):

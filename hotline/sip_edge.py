@@ -35,6 +35,22 @@ def registrar_for(s: Settings) -> Registrar | None:
     return Registrar(users, realm=s.sip.realm, algorithms=tuple(s.sip.digest_algorithms))
 
 
+def trunk_auth_for(s: Settings) -> Registrar | None:
+    """Digest authentication of INVITEs from sources off the allow-list (``sip.trunk_accounts``: user ->
+    environment variable of its password); None when no account is configured. A missing password stops the
+    start-up."""
+    users: dict[str, str] = {}
+    for user, env in s.sip.trunk_accounts.items():
+        password = os.environ.get(env)
+        if not password:
+            raise ConfigError(_config_file(s), f"sip.trunk_accounts.{user}",
+                              f"environment variable {env} (trunk account {user}'s SIP password) is not set")
+        users[user] = password
+    if not users:
+        return None
+    return Registrar(users, realm=s.sip.realm, algorithms=tuple(s.sip.digest_algorithms))
+
+
 def _config_file(s: Settings) -> str:
     return os.path.join(s.config_dir, "server.yaml")
 
@@ -49,7 +65,7 @@ def sip_endpoint(s: Settings) -> SipEndpoint:
         max_loop_lag=sip.max_loop_lag_ms / 1000, max_loop_busy=sip.max_loop_busy if sip.max_loop_busy < 1 else None,
         max_cps=sip.max_cps or None, cps_burst=sip.cps_burst, max_rx_queue=sip.max_rx_queue_kb * 1024 or None,
         retry_after=sip.retry_after_s,
-        registrar=registrar_for(s),
+        registrar=registrar_for(s), invite_auth=trunk_auth_for(s),
     )
 
 

@@ -39,6 +39,9 @@ def console_settings(s: Settings, *, port: int | None = None, host: str | None =
 
 async def start_console(hotline: Hotline, store: CallStore) -> ConsoleServer | None:
     """Starts the console next to the SIP endpoint; a port in use costs the console, never the calls."""
+    from hotline.sentiment_live import start_sentiment
+
+    start_sentiment(hotline, store)  # caller sentiment, web or not: kept with the call, `call.sentiment` events
     s = hotline.settings
     if not s.web.enabled:
         return None
@@ -64,9 +67,11 @@ async def start_console(hotline: Hotline, store: CallStore) -> ConsoleServer | N
     settings = console_settings(s)
     subscribe = getattr(hotline.bus, "subscribe", None)
     knowledge, chat = _knowledge_and_chat(hotline)
+    from hotline.listen_live import SessionAudio
+
     app = create_app(store, hotline.acd, subscribe, settings,
                      ready_checks={"sip": sip_listening, "database": database, "models": models_loaded},
-                     knowledge=knowledge, chat=chat)
+                     knowledge=knowledge, chat=chat, listen=SessionAudio(hotline))
     server = ConsoleServer(app, settings)
     try:
         await server.start()

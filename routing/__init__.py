@@ -54,6 +54,7 @@ from routing.strategies import (
     register_strategy,
     strategy_names,
 )
+from routing.transfer import TransferDesk, TransferRefused, TransferRequest
 
 __all__ = [
     "AbandonedCall",
@@ -96,6 +97,9 @@ __all__ = [
     "StateChange",
     "Strategy",
     "SystemClock",
+    "TransferDesk",
+    "TransferRefused",
+    "TransferRequest",
     "UnknownAgent",
     "UnknownQueue",
     "WaitInfo",

@@ -25,9 +25,12 @@ class AgentProfile:
     uri: str
     name: str = ""
     skills: Mapping[str, int] = field(default_factory=dict)
+    # The queues whose calls she takes; empty: any queue whose needs her skills meet (the default).
+    queues: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skills", MappingProxyType(dict(self.skills)))
+        object.__setattr__(self, "queues", frozenset(self.queues))
         if not self.name:
             object.__setattr__(self, "name", self.id)
 
@@ -57,6 +60,11 @@ class AgentRecord:
     @property
     def skills(self) -> Mapping[str, int]:
         return self.profile.skills
+
+
+def serves(profile: AgentProfile, queue: str) -> bool:
+    """Whether the agent takes calls of `queue` (no queue list: every queue her skills fit)."""
+    return not profile.queues or queue in profile.queues
 
 
 class UnknownAgent(KeyError):

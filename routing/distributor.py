@@ -14,8 +14,9 @@ import itertools
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
+from typing import Any
 
 from routing.agents import (
     AgentDirectory,
@@ -24,6 +25,7 @@ from routing.agents import (
     InMemoryAgentDirectory,
     InMemoryReservationStore,
     ReservationStore,
+    serves,
 )
 from routing.clock import Clock, SystemClock
 from routing.events import (
@@ -43,6 +45,7 @@ from routing.skills import Needs, meets, merge_needs, needs_of
 from routing.states import MANUAL_STATES, AgentState, AgentStatus
 from routing.stats import QueueStatistics
 from routing.strategies import Strategy, make_strategy
+from routing.transfer import TransferDesk
 
 log = logging.getLogger(__name__)
 S = AgentState
@@ -73,6 +76,7 @@ class QueueConfig:
     ring_timeout_s: float | None = None
     hours: OpeningHours = field(default_factory=OpeningHours.always)
     default_handle_s: float = 180.0
+    priority: int = 0  # added to each call's own priority: a higher queue's callers go first for shared agents
 
     def __post_init__(self) -> None:
         if self.overflow not in OVERFLOW_ACTIONS:
@@ -84,6 +88,63 @@ class QueueConfig:
         if self.wrap_up_s < 0:
             raise ValueError(f"queue {self.name}: wrap_up_s must be >= 0")
         make_strategy(self.strategy)  # unknown names fail here, at configuration time
+
+
+MAX_NAME = 64
+MAX_SKILL_LEVEL = 10
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def check_name(kind: str, value: str) -> str:
+    """Queue, agent and skill names: 1 to 64 letters, digits, '.', '_' or '-' (they end up in URLs and logs)."""
+    if not 1 <= len(value) <= MAX_NAME or not set(value) <= _NAME_CHARS:
+        raise ValueError(f"{kind} name must be 1 to {MAX_NAME} letters, digits, '.', '_' or '-', not {value[:80]!r}")
+    return value
+
+
+def check_queue(cfg: QueueConfig, queues: Mapping[str, QueueConfig]) -> None:
+    """What `QueueConfig` does not check itself, for live changes: times, needs, the overflow target."""
+    for label, value in (("max_wait_s", cfg.max_wait_s), ("ring_timeout_s", cfg.ring_timeout_s)):
+        if value is not None and not (0 < value < 86400 * 7):
+            raise ValueError(f"queue {cfg.name}: {label} must be more than 0 s and under a week, not {value}")
+    if not 0 <= cfg.wrap_up_s <= 3600:
+        raise ValueError(f"queue {cfg.name}: wrap_up_s must be 0 to 3600 s, not {cfg.wrap_up_s}")
+    if not 0 < cfg.service_level_s <= 3600:
+        raise ValueError(f"queue {cfg.name}: service_level_s must be more than 0 and at most 3600 s")
+    if not -100 <= cfg.priority <= 100:
+        raise ValueError(f"queue {cfg.name}: priority must be -100 to 100, not {cfg.priority}")
+    _check_skills(f"queue {cfg.name}", cfg.needs)
+    if cfg.overflow_to is not None:
+        if cfg.overflow_to == cfg.name:
+            raise ValueError(f"queue {cfg.name}: cannot overflow to itself")
+        if cfg.overflow_to not in queues:
+            raise ValueError(f"queue {cfg.name}: overflow target {cfg.overflow_to[:80]!r} is no queue")
+
+
+def check_profile(profile: AgentProfile, queues: Mapping[str, QueueConfig]) -> None:
+    """An agent definition from an admin: a sane id and name, a SIP URI, skills 1..10, known queues."""
+    check_name("agent", profile.id)
+    if not 1 <= len(profile.name) <= MAX_NAME or any(not ch.isprintable() for ch in profile.name):
+        raise ValueError(f"agent {profile.id}: display name must be 1 to {MAX_NAME} printable characters")
+    if not profile.uri.startswith(("sip:", "sips:")) or len(profile.uri) > 255 or any(
+            ch.isspace() or ch in "<>\"'" or not ch.isprintable() for ch in profile.uri):
+        raise ValueError(f"agent {profile.id}: uri must be a SIP URI such as sip:anna@127.0.0.1:5090")
+    _check_skills(f"agent {profile.id}", profile.skills)
+    unknown = sorted(q for q in profile.queues if q not in queues)
+    if unknown:
+        raise ValueError(f"agent {profile.id}: unknown queue {unknown[0][:80]!r}")
+
+
+def _check_skills(owner: str, skills: Mapping[str, int]) -> None:
+    if len(skills) > 32:
+        raise ValueError(f"{owner}: at most 32 skills")
+    for skill, level in skills.items():
+        try:
+            check_name("skill", skill)
+        except ValueError as exc:
+            raise ValueError(f"{owner}: {exc}") from None
+        if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= MAX_SKILL_LEVEL:
+            raise ValueError(f"{owner}: skill {skill} level must be a whole number 1 to {MAX_SKILL_LEVEL}")
 
 
 class UnknownQueue(KeyError):
@@ -161,6 +222,8 @@ class _Entry:
     callback: CallbackRequest | None = None
     max_wait_fired: bool = False
     closed: bool = False
+    not_before: float = 0.0  # a callback whose customer did not answer waits until then for its next try
+    attempts: int = 0  # callback dial attempts that found nobody
 
     def key(self) -> tuple[int, float, int]:
         return (-self.priority, self.arrived_at, self.seq)
@@ -186,6 +249,8 @@ class CallDistributor:
         self._listeners: list[Callable[[RoutingEvent], None]] = []
         self._dispatching = False
         self._again = False
+        self._pending_profiles: dict[str, AgentProfile] = {}  # admin changes waiting for the call to end
+        self.transfers = TransferDesk(lambda: self.queue_names)  # agent transfers (routing/transfer.py)
         for q in queues:
             self.add_queue(q)
 
@@ -196,6 +261,59 @@ class CallDistributor:
         self._queues[cfg.name] = cfg
         self._strategies[cfg.name] = make_strategy(cfg.strategy)
         self._stats[cfg.name] = QueueStatistics(cfg.service_level_s)
+
+    def update_queue(self, name: str, /, **changes: Any) -> QueueConfig:
+        """Changes a queue's live parameters (any QueueConfig field but `name`), safely while calls wait.
+
+        The new configuration is validated as a whole first (ValueError, nothing changed). Waiting calls
+        keep their place: their needs follow the queue's new needs, their priority its new priority; a
+        changed max wait counts from when they joined. Calls already ringing an agent are not touched.
+        """
+        old = self.queue_config(name)
+        unknown = set(changes) - {f.name for f in fields(QueueConfig)} | ({"name"} & set(changes))
+        if unknown:
+            raise ValueError(f"queue {name}: cannot change {', '.join(sorted(unknown))}")
+        new = replace(old, **changes)  # __post_init__ validates (strategy, overflow, wrap-up)
+        check_queue(new, self._queues)
+        strategy = make_strategy(new.strategy) if new.strategy != old.strategy else self._strategies[name]
+        self._queues[name], self._strategies[name] = new, strategy
+        self._stats[name].service_level_s = new.service_level_s
+        for entry in self._entries.values():
+            if entry.queue == name and entry.agent_id is None:
+                entry.needs = merge_needs(needs_of(new.needs), entry.call_needs)
+                entry.priority += new.priority - old.priority
+        log.info("queue %s changed: %s", name, ", ".join(f"{k}={v!r}" for k, v in sorted(changes.items())))
+        self._dispatch()  # looser needs may let a free agent take a waiting call now
+        return new
+
+    def put_agent(self, profile: AgentProfile, state: AgentState = S.LOGGED_OUT) -> bool:
+        """Adds an agent (in `state`) or changes one's name, URI, skills and queues.
+
+        An agent ringing, on a call or in wrap-up keeps her current profile until that call is done (the
+        change is applied when she next rests); otherwise it applies at once. Returns True when applied
+        now, False when it waits for the call to end.
+        """
+        check_profile(profile, self._queues)
+        try:
+            rec = self.directory.get(profile.id)
+        except KeyError:
+            self.add_agent(profile, state)
+            log.info("agent %s added", profile.id)
+            return True
+        if rec.state in _RESTING:
+            self._pending_profiles.pop(profile.id, None)
+            rec.profile = profile
+            self.directory.save(rec)
+            log.info("agent %s changed", profile.id)
+            self._dispatch()
+            return True
+        self._pending_profiles[profile.id] = profile
+        log.info("agent %s changed; applied after her call %s", profile.id, rec.call_id)
+        return False
+
+    def pending_profile(self, agent_id: str) -> AgentProfile | None:
+        """An admin change waiting for the agent's call to end, if any."""
+        return self._pending_profiles.get(agent_id)
 
     def queue_config(self, name: str) -> QueueConfig:
         try:
@@ -251,7 +369,8 @@ class CallDistributor:
 
     def free_agents(self, queue: str, needs: Mapping[str, int] | None = None) -> list[AgentProfile]:
         want = merge_needs(needs_of(self.queue_config(queue).needs), needs_of(needs))
-        free = [r for r in self.agents() if r.state is S.AVAILABLE and meets(r.skills, want)]
+        free = [r for r in self.agents()
+                if r.state is S.AVAILABLE and meets(r.skills, want) and serves(r.profile, queue)]
         return [r.profile for r in sorted(free, key=lambda r: (r.available_since, r.id))]
 
     # -- callers -----------------------------------------------------------------------------
@@ -278,8 +397,8 @@ class CallDistributor:
                 raise QueueClosed(queue, cfg.hours.next_opening(wall))
             now = self.clock.monotonic()
             call_needs = needs_of(needs)
-            entry = _Entry(call_id, queue, priority, call_needs, merge_needs(needs_of(cfg.needs), call_needs), now, now,
-                           next(self._seq))
+            entry = _Entry(call_id, queue, priority + cfg.priority, call_needs,
+                           merge_needs(needs_of(cfg.needs), call_needs), now, now, next(self._seq))
             self._entries[call_id] = entry
             self._stats[queue].offered += 1
             self._emit(CallQueued(call_id, queue, priority, self._position(entry)))
@@ -335,6 +454,30 @@ class CallDistributor:
         entry.wake.set()
         self._dispatch()
         return req
+
+    def callback_unanswered(self, call_id: str, *, retry_in_s: float | None) -> int:
+        """The customer of a due callback did not pick up: the reserved agent is free again at once.
+
+        `retry_in_s` None: give up (recorded abandoned, reason `callback_unanswered`). Otherwise the
+        callback keeps its place and is due again no sooner than `retry_in_s` from now. Returns the
+        number of unanswered attempts so far.
+        """
+        entry = self._entries.get(call_id)
+        if entry is None or entry.callback is None:
+            raise KeyError(f"call {call_id} has no pending callback")
+        entry.attempts += 1
+        if retry_in_s is None:
+            self.leave(call_id, "callback_unanswered")
+            return entry.attempts
+        entry.not_before = self.clock.monotonic() + retry_in_s
+        agent_id, entry.agent_id = entry.agent_id, None
+        log.info("callback %s: attempt %d unanswered, next try in %.0f s", call_id, entry.attempts, retry_in_s)
+        if agent_id is not None:
+            rec = self.directory.get(agent_id)
+            if rec.state is S.RINGING and rec.call_id == call_id:
+                self._move(rec, S.AVAILABLE, "callback_unanswered")
+        self._dispatch()
+        return entry.attempts
 
     def callbacks(self, queue: str | None = None) -> list[CallbackRequest]:
         """Pending callbacks in the order they will be served."""
@@ -556,6 +699,10 @@ class CallDistributor:
             self.store.release(rec.id)
             rec.call_id = rec.queue = None
             rec.ring_started = rec.answered_at = rec.wrap_up_until = None
+            pending = self._pending_profiles.pop(rec.id, None)
+            if pending is not None:  # an admin change made while she was on a call (routing/admin.py)
+                rec.profile = pending
+                log.info("agent %s: profile change applied after the call", rec.id)
         if to is S.AVAILABLE:
             rec.available_since = change.at
         self.directory.save(rec)
@@ -588,13 +735,16 @@ class CallDistributor:
         free = [r for r in self.agents() if r.state is S.AVAILABLE]
         if not free:
             return
+        now = self.clock.monotonic()
         for entry in sorted((e for e in self._entries.values() if e.agent_id is None), key=_Entry.key):
             free = [r for r in free if r.state is S.AVAILABLE]
             if not free:
                 return
             if self._entries.get(entry.call_id) is not entry or entry.agent_id is not None:
                 continue
-            candidates = [r for r in free if meets(r.skills, entry.needs)]
+            if entry.not_before > now:  # a callback waiting for its next try
+                continue
+            candidates = [r for r in free if meets(r.skills, entry.needs) and serves(r.profile, entry.queue)]
             strategy = self._strategies[entry.queue]
             while candidates:
                 pick = strategy.choose(candidates, entry.needs)
@@ -605,9 +755,8 @@ class CallDistributor:
                     break
 
     def _ring(self, entry: _Entry, rec: AgentRecord) -> None:
-        self._move(rec, S.RINGING, f"call {entry.call_id}")
         rec.call_id, rec.queue, rec.ring_started = entry.call_id, entry.queue, self.clock.monotonic()
-        self.directory.save(rec)
+        self._move(rec, S.RINGING, f"call {entry.call_id}")  # listeners see the call she rings for
         entry.agent_id = rec.id
         log.info("call %s reserved agent %s in %s", entry.call_id, rec.id, entry.queue)
         self._emit(AgentReserved(entry.call_id, entry.queue, rec.id))
@@ -651,6 +800,9 @@ class QueueView:
 
     def release(self, agent: AgentRef) -> None:
         self.acd.release(agent)
+
+    def request_callback(self, call_id: str, number: str) -> CallbackRequest:
+        return self.acd.request_callback(call_id, number)
 
     def answered(self, agent: AgentRef) -> None:
         self.acd.answered(agent)

@@ -38,13 +38,71 @@
   const liveCalls = document.getElementById("live-calls");
   if (liveCalls) {
     const calls = new Map();
+    const canListen = body.dataset.listen === "1";
+    const meter = document.getElementById("listen-status");
+    let player = null;
+    // Listen-in: 100 ms PCM16 chunks at 8 kHz from /ws/listen/ID, scheduled back to back with WebAudio.
+    function stopListening() {
+      if (player) { player.ws.close(); player.ctx.close(); player = null; }
+      if (meter) meter.dataset.state = "off";
+      render();
+    }
+    function listen(callId) {
+      stopListening();
+      const ctx = new AudioContext();
+      const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/listen/" + encodeURIComponent(callId));
+      ws.binaryType = "arraybuffer";
+      const p = { callId, ctx, ws, next: 0, bytes: 0, chunks: 0, energy: 0 };
+      player = p;
+      ws.onmessage = (m) => {
+        if (typeof m.data === "string") {
+          const info = JSON.parse(m.data);
+          if (info.ended && player === p) stopListening();
+          return;
+        }
+        const pcm = new Int16Array(m.data);
+        const buf = ctx.createBuffer(1, pcm.length, 8000);
+        const ch = buf.getChannelData(0);
+        let sum = 0;
+        for (let i = 0; i < pcm.length; i++) { ch[i] = pcm[i] / 32768; sum += ch[i] * ch[i]; }
+        const src = ctx.createBufferSource();
+        src.buffer = buf;
+        src.connect(ctx.destination);
+        p.next = Math.max(p.next, ctx.currentTime + 0.15);
+        src.start(p.next);
+        p.next += buf.duration;
+        p.bytes += m.data.byteLength; p.chunks += 1; p.energy += sum;
+        if (meter) {
+          meter.dataset.state = "on"; meter.dataset.call = callId; meter.dataset.bytes = String(p.bytes);
+          meter.dataset.energy = String(Math.round(p.energy)); meter.dataset.chunks = String(p.chunks);
+          meter.textContent = `${t("listening")} ${callId} · ${Math.round(p.bytes / 16000)} s`;
+        }
+      };
+      ws.onclose = () => { if (player === p) stopListening(); };
+      render();
+    }
     const render = () => {
       liveCalls.replaceChildren();
-      for (const c of calls.values()) {
+      const angry = (c) => (c.sentiment && c.sentiment.angry && c.state !== "ended" ? 1 : 0);
+      for (const c of [...calls.values()].sort((a, b) => angry(b) - angry(a))) {  // angry callers first
         const lines = el("ol", { class: "transcript" }, ...c.lines.map(lineItem));
         const head = el("h3", {}, `${c.caller || "?"} · ${c.state}` + (c.intent ? ` · ${c.intent}` : "") +
           (c.agent ? ` · ${c.agent}` : ""));
-        liveCalls.append(el("article", { class: "live-call " + c.state, "data-call": c.call_id }, head, lines));
+        const s = c.sentiment;
+        if (s) {
+          head.append(" ", el("span", { class: "mood " + s.label + (s.angry ? " flagged" : ""), "data-mood": s.label,
+            title: String(s.score) }, t("mood_" + s.label) + (s.angry ? " ⚑" : "")));
+        }
+        if (canListen && c.state !== "ended") {
+          const listening = player && player.callId === c.call_id;
+          const btn = el("button", { type: "button", class: "listen" + (listening ? " on" : ""), "data-listen": c.call_id },
+            listening ? t("listen_stop") : t("listen"));
+          btn.addEventListener("click", () => (listening ? stopListening() : listen(c.call_id)));
+          head.append(" ", btn);
+        }
+        const cls = "live-call " + c.state + (s && s.angry ? " angry" : "");
+        liveCalls.append(el("article", { class: cls, "data-call": c.call_id, "data-angry": s && s.angry ? "1" : "0" },
+          head, lines));
       }
       document.getElementById("calls-count").textContent = String([...calls.values()].filter((c) => c.state !== "ended").length);
     };
@@ -58,6 +116,7 @@
         if (msg.topic === "call.started") { c.caller = msg.caller; }
         else if (msg.topic === "call.transcript") { c.lines.push({ speaker: msg.speaker, text: msg.text }); }
         else if (msg.topic === "call.intent") { c.intent = msg.intent; }
+        else if (msg.topic === "call.sentiment") { c.sentiment = { score: msg.score, label: msg.label, angry: msg.angry, minimum: msg.minimum }; }
         else if (msg.topic === "call.queued") { c.state = "queued"; c.queue = msg.queue; }
         else if (msg.topic === "call.agent_assigned") { c.state = "with_agent"; c.agent = msg.agent; }
         else if (msg.topic === "call.ended") { c.state = "ended"; setTimeout(() => { calls.delete(msg.call_id); render(); }, 30000); }
@@ -91,6 +150,13 @@
   const pop = document.getElementById("screen-pop");
   if (pop) {
     let current = document.getElementById("wrapup-call").value || null;
+    const moodEl = document.getElementById("pop-mood");
+    const showMood = (s) => {
+      if (!moodEl) return;
+      if (!s) { moodEl.replaceChildren("—"); return; }
+      moodEl.replaceChildren(el("span", { class: "mood " + s.label + (s.angry ? " flagged" : ""), "data-mood": s.label },
+        t("mood_" + s.label) + (s.angry ? " ⚑" : "")));
+    };
     const show = (p) => {
       if (!p) return;
       current = p.call_id;
@@ -101,6 +167,7 @@
       document.getElementById("pop-intent").textContent = p.intent || "—";
       document.getElementById("pop-slots").textContent = Object.entries(p.slots || {}).map(([k, v]) => `${k}=${v}`).join(" ");
       document.getElementById("pop-language").textContent = p.language || "";
+      showMood(p.sentiment);
       document.getElementById("pop-transcript").replaceChildren(...(p.transcript || []).map(lineItem));
       document.getElementById("wrapup-call").value = p.call_id;
       document.getElementById("wrapup-save").disabled = false;
@@ -126,7 +193,8 @@
       else if (msg.topic === "call.agent_assigned" && msg.agent === me) show(msg.screen_pop);
       else if (msg.topic === "call.transcript" && msg.call_id === current) {
         document.getElementById("pop-transcript").append(lineItem(msg));
-      } else if (msg.topic === "call.ended" && msg.call_id === current) pop.classList.remove("ringing");
+      } else if (msg.topic === "call.sentiment" && msg.call_id === current) showMood(msg);
+      else if (msg.topic === "call.ended" && msg.call_id === current) pop.classList.remove("ringing");
     });
   }
 })();

@@ -35,6 +35,16 @@ ROUTES: list[tuple[str, str, Any, dict[str, int]]] = [
      {ANON: 302, AGENT: 403, SUP: 403, ADMIN: 302}),
     ("POST", "/admin/users/anna/role", {"role": "agent"}, {ANON: 302, AGENT: 403, SUP: 403, ADMIN: 302}),
     ("POST", "/admin/users/anna/unlock", {}, {ANON: 302, AGENT: 403, SUP: 403, ADMIN: 302}),
+    ("GET", "/admin/queues", None, {ANON: 302, AGENT: 403, SUP: 200, ADMIN: 200}),
+    ("POST", "/admin/queues/general", {"strategy": "round_robin", "wrap_up_s": "5", "needs": "en:1"},
+     {ANON: 302, AGENT: 403, SUP: 403, ADMIN: 302}),
+    ("POST", "/admin/queues/nosuch", {"strategy": "round_robin", "wrap_up_s": "5"},
+     {ANON: 302, AGENT: 403, SUP: 403, ADMIN: 404}),
+    ("POST", "/admin/queues", {"name": "general", "strategy": "longest_idle", "wrap_up_s": "5"},
+     {ANON: 302, AGENT: 403, SUP: 403, ADMIN: 302}),
+    ("GET", "/admin/agents", None, {ANON: 302, AGENT: 403, SUP: 200, ADMIN: 200}),
+    ("POST", "/admin/agents", {"id": "anna", "uri": "sip:anna@127.0.0.1:5090", "skills": "en:2"},
+     {ANON: 302, AGENT: 403, SUP: 403, ADMIN: 302}),
     ("GET", "/api/me", None, {ANON: 401, AGENT: 200, SUP: 200, ADMIN: 200}),
     ("GET", "/api/calls", None, {ANON: 401, AGENT: 403, SUP: 200, ADMIN: 200}),
     ("GET", f"/api/calls/{CALL_ID}", None, {ANON: 401, AGENT: 403, SUP: 200, ADMIN: 200}),
@@ -49,6 +59,8 @@ ROUTES: list[tuple[str, str, Any, dict[str, int]]] = [
     ("GET", "/api/screenpop/sam", None, {ANON: 401, AGENT: 403, SUP: 200, ADMIN: 200}),
     ("POST", "/api/agents/bob/state", ("json", {"state": "available"}), {ANON: 401, AGENT: 403, SUP: 404, ADMIN: 404}),
     ("GET", "/ws/events", None, {ANON: 401, AGENT: 400, SUP: 400, ADMIN: 400}),  # 400: a GET that is no upgrade
+    # no ListenSource in this console (hotline serve hands one in): 404 past the role check
+    ("GET", f"/ws/listen/{CALL_ID}", None, {ANON: 401, AGENT: 403, SUP: 404, ADMIN: 404}),
     ("GET", "/no/such/page", None, {ANON: 404, AGENT: 404, SUP: 404, ADMIN: 404}),
     ("POST", "/logout", {}, {ANON: 302, AGENT: 302, SUP: 302, ADMIN: 302}),
 ]

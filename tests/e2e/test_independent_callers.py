@@ -73,7 +73,7 @@ async def test_hotline_on_the_pjsua2_backend_answers_a_keypad_caller(
             tc.send_dtmf(leg, "1")
             pcm = await tc.listen(leg, silence_s=1.5, timeout_s=40)
             text = (await asyncio.to_thread(ear.transcribe, pcm, 8000, "en")).text.lower()
-            assert "monday" in text, text
+            assert "monday" in text, text + srv.log()[-3000:]
             await leg.hangup()
     finally:
         await asyncio.to_thread(stop_server, srv)

@@ -11,7 +11,8 @@ from recordings import CallStore
 from recordings.migrate import current, head, upgrade
 
 TABLES = {"calls", "transcript_lines", "legs", "intents", "intent_slots", "dtmf", "queue_entries", "agent_sessions",
-          "agent_states", "complaints", "users", "web_sessions", "audit_log", "alembic_version"}
+          "agent_states", "complaints", "users", "web_sessions", "audit_log", "call_sentiment", "routing_overrides",
+          "alembic_version"}
 
 
 def _exercise(store: CallStore) -> None:

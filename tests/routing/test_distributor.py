@@ -278,6 +278,34 @@ async def test_callbacks_keep_their_place_and_are_due_in_order(make_acd, clock) 
     assert acd.stats("q").callbacks_requested == 2
 
 
+async def test_unanswered_callback_frees_the_agent_and_is_retried_later_then_given_up(make_acd, clock) -> None:
+    acd, rec = make_acd([QueueConfig("q")], [("a", {})])
+    await take_call(acd, "q", "busy")
+    task = await waiting(acd, "q", "c1")
+    acd.request_callback("c1", "5551234")
+    assert await asyncio.wait_for(task, 1) is None
+    acd.finished("a")  # the callback is due: agent a reserved
+    assert [d.request.call_id for d in rec.of(CallbackDue)] == ["c1"]
+    assert acd.callback_unanswered("c1", retry_in_s=60) == 1
+    assert acd.agent("a").state is S.AVAILABLE  # free for others at once
+    assert acd.position("c1") == 1 and len(rec.of(CallbackDue)) == 1  # kept, but not before 60 s
+    other = await asyncio.wait_for(acd.acquire("q", "c2", timeout=1), 1)  # a caller on the line meanwhile
+    assert other is not None and other.id == "a"
+    acd.answered("a")
+    acd.finished("a")
+    clock.advance(59)
+    acd.poll()
+    assert len(rec.of(CallbackDue)) == 1 and acd.agent("a").state is S.AVAILABLE
+    clock.advance(2)
+    acd.poll()
+    assert len(rec.of(CallbackDue)) == 2 and acd.agent("a").state is S.RINGING
+    assert acd.callback_unanswered("c1", retry_in_s=None) == 2  # last attempt: given up
+    assert acd.callbacks() == [] and acd.agent("a").state is S.AVAILABLE
+    assert [a.reason for a in acd.stats("q").abandoned_calls if a.call_id == "c1"] == ["callback_unanswered"]
+    with pytest.raises(KeyError):
+        acd.callback_unanswered("c1", retry_in_s=1)
+
+
 # -- opening hours ------------------------------------------------------------------------------
 async def test_closed_queue_refuses_with_next_opening(make_acd, clock) -> None:
     hours = OpeningHours.from_spec("Asia/Shanghai", {"mon-fri": "08:00-20:00"})
