@@ -24,6 +24,34 @@ def say(text: str) -> None:
     sys.stdout.flush()
 
 
+def start_endpoint(port: int) -> Any:
+    """A started pjsua2 library on 127.0.0.1:`port` (UDP), 8 kHz, no sound device, PCMU then PCMA only;
+    polled from the main thread (``libHandleEvents``). Shared with pjsua2_script.py."""
+    ep = pj.Endpoint()
+    ep.libCreate()
+    cfg = pj.EpConfig()
+    cfg.uaConfig.threadCnt = 0
+    cfg.uaConfig.mainThreadOnly = True
+    cfg.logConfig.level = 1
+    cfg.logConfig.consoleLevel = 1
+    cfg.medConfig.sndAutoCloseTime = -1
+    cfg.medConfig.clockRate = 8000
+    cfg.medConfig.sndClockRate = 8000
+    cfg.medConfig.noVad = True
+    ep.libInit(cfg)
+    tcfg = pj.TransportConfig()
+    tcfg.port = port
+    tcfg.boundAddress = "127.0.0.1"
+    tcfg.publicAddress = "127.0.0.1"
+    ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+    ep.libStart()
+    ep.audDevManager().setNullDev()
+    for c in ep.codecEnum2():
+        prio = 255 if c.codecId.startswith("PCMU/") else 254 if c.codecId.startswith("PCMA/") else 0
+        ep.codecSetPriority(c.codecId, prio)
+    return ep
+
+
 class Call(pj.Call):  # type: ignore[misc]
     def __init__(self, acc: Any, peer: Peer, call_id: int = pj.PJSUA_INVALID_ID) -> None:
         super().__init__(acc, call_id)
@@ -71,28 +99,7 @@ class Account(pj.Account):  # type: ignore[misc]
 class Peer:
     def __init__(self, args: argparse.Namespace) -> None:
         self.calls: list[Call] = []
-        ep = self.ep = pj.Endpoint()
-        ep.libCreate()
-        cfg = pj.EpConfig()
-        cfg.uaConfig.threadCnt = 0
-        cfg.uaConfig.mainThreadOnly = True
-        cfg.logConfig.level = 1
-        cfg.logConfig.consoleLevel = 1
-        cfg.medConfig.sndAutoCloseTime = -1
-        cfg.medConfig.clockRate = 8000
-        cfg.medConfig.sndClockRate = 8000
-        cfg.medConfig.noVad = True
-        ep.libInit(cfg)
-        tcfg = pj.TransportConfig()
-        tcfg.port = args.port
-        tcfg.boundAddress = "127.0.0.1"
-        tcfg.publicAddress = "127.0.0.1"
-        ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
-        ep.libStart()
-        ep.audDevManager().setNullDev()
-        for c in ep.codecEnum2():
-            prio = 255 if c.codecId.startswith("PCMU/") else 254 if c.codecId.startswith("PCMA/") else 0
-            ep.codecSetPriority(c.codecId, prio)
+        self.ep = start_endpoint(args.port)
         acfg = pj.AccountConfig()
         acfg.idUri = f"sip:pj@127.0.0.1:{args.port}"
         if args.register_to:  # register with a registrar using digest auth (any algorithm PJSIP offers)

@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 import pjsua2 as pj
+from pjsua2_peer import start_endpoint  # this folder is sys.path[0]: the script runs as a file
 
 
 def say(text: str) -> None:
@@ -96,28 +97,7 @@ class Peer:
     def __init__(self, args: argparse.Namespace) -> None:
         self.calls: list[Call] = []
         self.ring_s = args.ring
-        ep = self.ep = pj.Endpoint()
-        ep.libCreate()
-        cfg = pj.EpConfig()
-        cfg.uaConfig.threadCnt = 0
-        cfg.uaConfig.mainThreadOnly = True
-        cfg.logConfig.level = 1
-        cfg.logConfig.consoleLevel = 1
-        cfg.medConfig.sndAutoCloseTime = -1
-        cfg.medConfig.clockRate = 8000
-        cfg.medConfig.sndClockRate = 8000
-        cfg.medConfig.noVad = True
-        ep.libInit(cfg)
-        tcfg = pj.TransportConfig()
-        tcfg.port = args.port
-        tcfg.boundAddress = "127.0.0.1"
-        tcfg.publicAddress = "127.0.0.1"
-        ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
-        ep.libStart()
-        ep.audDevManager().setNullDev()
-        for c in ep.codecEnum2():
-            prio = 255 if c.codecId.startswith("PCMU/") else 254 if c.codecId.startswith("PCMA/") else 0
-            ep.codecSetPriority(c.codecId, prio)
+        self.ep = start_endpoint(args.port)
         acfg = pj.AccountConfig()
         acfg.idUri = f"sip:pj@127.0.0.1:{args.port}"
         if args.auth:
