@@ -64,6 +64,16 @@ def queue_settings(settings: Settings, name: str) -> QueueSettings:
     return next((q for q in settings.queues if q.name == name), settings.queues[0])
 
 
+def max_wait_s(acd: CallDistributor, qs: QueueSettings) -> float:
+    """How long a caller of queue `qs` may wait: a change from the console (/admin/queues: the distributor's live
+    QueueConfig, routing/admin.py) wins over the YAML's ``max_wait_s``."""
+    try:
+        live = acd.queue_config(qs.name).max_wait_s
+    except KeyError:  # routing.UnknownQueue
+        live = None
+    return qs.max_wait_s if live is None else live
+
+
 def spoken_digits(number: str) -> str:
     """"13800001111" → "1 3 8 0 0 0 0 1 1 1 1": read out digit by digit."""
     return " ".join(number)

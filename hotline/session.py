@@ -25,6 +25,7 @@ from dialog import Conversation, DialogEngine, Hangup, Listen, Say, Transfer, Un
 from hotline.bus import EventBus
 from hotline.callback import PendingCallback, spoken_digits
 from hotline.callback import fill as _fill
+from hotline.callback import max_wait_s as _max_wait_s
 from hotline.callback import queue_settings as _queue_settings
 from hotline.events import (
     AgentAssigned,
@@ -698,7 +699,7 @@ class CallSession:
             raise _CallGone
 
         # The caller's reader goes on while they wait: what they say on hold reaches the transcript.
-        deadline = time.monotonic() + qs.max_wait_s
+        deadline = time.monotonic() + _max_wait_s(queue.acd, qs)
         while not leg.ended.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:

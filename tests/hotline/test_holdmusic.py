@@ -70,3 +70,17 @@ def test_callback_settings_default_off_and_dial_uri_checked() -> None:
     with pytest.raises(ValidationError):
         CallbackSettings(key="12")
 
+
+
+def test_a_console_change_of_max_wait_reaches_the_callers_wait() -> None:
+    """The session's wait limit (hotline/session.py `_transfer`) is the distributor's live value once an admin
+    changed it (/admin/queues), the YAML's until then; an unknown queue keeps the YAML's."""
+    from hotline.callback import max_wait_s
+    from routing import CallDistributor, QueueConfig
+
+    qs = load_settings(DEFAULT_CONFIG).queues[0]
+    acd = CallDistributor([QueueConfig(qs.name)])
+    assert max_wait_s(acd, qs) == qs.max_wait_s == 600
+    acd.update_queue(qs.name, max_wait_s=45.0)
+    assert max_wait_s(acd, qs) == 45.0
+    assert max_wait_s(CallDistributor([QueueConfig("other")]), qs) == 600
