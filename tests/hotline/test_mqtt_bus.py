@@ -5,27 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
 
 import aiomqtt
 import pytest
-from support.mosquitto import Mosquitto, running_broker
+from support.mosquitto import Mosquitto
+from support.waiting import until_true as _until
 
 from hotline.events import AgentAssigned, CallEnded, CallStarted, Event, IntentRecognized, TranscriptAdded
 from hotline.mqtt_bus import BadEvent, MqttEventBus, event_from_dict
-
-
-@pytest.fixture
-def mosquitto() -> Iterator[Mosquitto]:
-    yield from running_broker()
-
-
-async def _until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def test_every_event_type_round_trips_through_its_dict() -> None:

@@ -4,30 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Callable, Iterator
 
-import pytest
-from support.mosquitto import Mosquitto, running_broker
+from support.mosquitto import Mosquitto
+from support.waiting import until_true as _until
 
 from hotline.bus import EventBus
 from hotline.events import AgentStateUpdated, Event, QueueStats
 from hotline.mqtt_bus import MqttEventBus, event_from_dict
 from hotline.routing_bus import RoutingPublisher
 from routing import AgentProfile, AgentState, CallDistributor, QueueConfig
-
-
-@pytest.fixture
-def mosquitto() -> Iterator[Mosquitto]:
-    yield from running_broker()
-
-
-async def _until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def _acd() -> CallDistributor:
