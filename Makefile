@@ -13,9 +13,12 @@ demo: install
 serve: install
 	$(BIN)/hotline serve
 
-# pytest exits 5 when no test ran; that is a failure here, as every other non-zero code.
+# Two phases (tests/conftest.py): everything not marked `serial` on two xdist workers, a module per
+# worker at a time; then the timing-sensitive `serial` tests alone. pytest exits 5 when no test ran;
+# that is a failure here, as every other non-zero code.
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -p no:xdist -m serial
 
 lint: install
 	$(BIN)/ruff check .

