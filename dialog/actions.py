@@ -39,11 +39,20 @@ class Understood:
 
 @dataclass(frozen=True)
 class Transfer:
-    """Hand the caller to a human queue; `context` is what the agent's screen shows."""
+    """Hand the caller to a human queue; `context` is what the agent's screen shows.
+
+    Routing hints from the flow's `transfer` section: `needs` are the skills an agent should have for this
+    caller (their language, the product they asked about), `relax` the order in which the distributor may
+    drop them when nobody with them can take the call (product first, then language), and `priority` comes
+    from the verified customer's segment (VIP first; unverified callers 0).
+    """
 
     queue: str
     reason: str
     context: dict[str, Any] = field(default_factory=dict, hash=False)
+    needs: dict[str, int] = field(default_factory=dict, hash=False)
+    relax: tuple[str, ...] = ()
+    priority: int = 0
 
 
 @dataclass(frozen=True)

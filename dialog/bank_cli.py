@@ -231,7 +231,7 @@ def _seed(args: argparse.Namespace, bank_url: Callable[[argparse.Namespace], str
     print(f"seeded {written} demo customers into {_safe(url)}")
     for c in DEMO_CUSTOMERS:
         cards = ", ".join(f"{n} ({k}, {st})" for n, k, _, st in c["cards"])  # type: ignore[attr-defined]
-        print(f"  {c['id']}  {c['name']} / {c['name_zh']}  PIN {c['pin']}  cards {cards}")
+        print(f"  {c['id']}  {c['name']} / {c['name_zh']}  ({c['segment']})  PIN {c['pin']}  cards {cards}")
     return 0
 
 

@@ -25,6 +25,7 @@ class BankError(Exception):
         "card_not_found",
         "card_blocked",
         "already_active",
+        "no_inactive_card",
         "no_credit_card",
         "same_account",
         "no_risk_level",

@@ -100,6 +100,7 @@ class Conversation:
         self.today: date | None = None  # "last month" is counted from this day (None: the real today)
         self._said = ""  # the caller's words that started the current intent: they may already name a slot
         self._last_done: _Form | None = None  # the bank intent just answered, for "no, the savings one"
+        self._asked: list[str] = []  # intents run, in order: the latest with product skills routes a transfer
 
     @property
     def ended(self) -> bool:
@@ -210,6 +211,7 @@ class Conversation:
     def _run_intent(self, name: str, confidence: float) -> list[Action]:
         self._no_match = 0
         self.last_intent = name
+        self._asked = [*self._asked[-19:], name]
         self._last_done = None
         understood = Understood(name, round(confidence, 3), {})
         if name.startswith(FAQ_PREFIX):
@@ -697,8 +699,9 @@ class Conversation:
             raise BankError("unavailable", f"slot {slot.name} needs a verified caller and the bank")
         if slot.type == "card":
             cards = [_Option(c.last4, c.kind) for c in bank.cards(customer.id) if c.status in slot.statuses]
-            if not cards:
-                raise BankError("card_not_found", "no card of the caller's fits")
+            if not cards:  # activation (inactive cards only): "no new card waiting", not "no such card"
+                code = "no_inactive_card" if set(slot.statuses) == {"inactive"} else "card_not_found"
+                raise BankError(code, "no card of the caller's fits")
             return cards
         accounts = [_Option(a.last4, a.kind) for a in bank.accounts(customer.id)]
         if not accounts:
@@ -811,12 +814,11 @@ class Conversation:
 
     def _transfer_to(self, queue: str | None, reason: str, intent: str, say: dict[str, str] | None) -> list[Action]:
         cfg = self.flow.config.transfer
-        queue = queue or cfg.queue
         announcement = self._say(say or cfg.announcement)
         self.outcome = "transferred"
         # The context is built after the announcement is recorded so the agent sees it too.
         self._record("bot", announcement.text)
-        context = {
+        context: dict[str, Any] = {
             "call_id": self.call_id,
             "caller": self.caller,
             "intent": intent,
@@ -824,8 +826,34 @@ class Conversation:
             "language": self.lang,
             "history": [dict(line) for line in self.history],
         }
-        self._log.info("transfer to %s: %s (intent %s)", queue, reason, intent)
-        return self._end([announcement], Transfer(queue, reason, context), record=False)
+        needs, relax, priority = self._routing_hints()
+        if not queue:
+            topic = self._topic()
+            queue = cfg.queue_by_intent.get(topic, cfg.queue) if topic else cfg.queue
+        context["routing"] = {"needs": dict(needs), "priority": priority}
+        self._log.info("transfer to %s: %s (intent %s; needs %s, priority %d)", queue, reason, intent,
+                       ",".join(f"{k}:{v}" for k, v in needs.items()) or "none", priority)
+        return self._end([announcement], Transfer(queue, reason, context, needs, relax, priority), record=False)
+
+    def _topic(self) -> str | None:
+        """The latest intent the caller asked for that the flow routes by (`transfer.skills`/`queue_by_intent`)."""
+        cfg = self.flow.config.transfer
+        return next((i for i in reversed(self._asked) if i in cfg.skills or i in cfg.queue_by_intent), None)
+
+    def _routing_hints(self) -> tuple[dict[str, int], tuple[str, ...], int]:
+        """Skills for this caller (product of the topic, then language) with the order to relax them, and the
+        priority of the verified customer's segment."""
+        cfg = self.flow.config.transfer
+        topic = self._topic()
+        product = dict(cfg.skills.get(topic, {})) if topic else {}
+        needs = dict(product)
+        relax = list(product)
+        if cfg.language_skill:
+            needs[self.lang] = max(needs.get(self.lang, 0), cfg.language_level)
+            if self.lang not in relax:
+                relax.append(self.lang)
+        priority = cfg.priority_by_segment.get(self.customer.segment, 0) if self.customer is not None else 0
+        return needs, tuple(relax), priority
 
     def _end(self, says: list[Say], final: Transfer | Hangup, record: bool = True) -> list[Action]:
         if record:

