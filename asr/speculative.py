@@ -40,6 +40,7 @@ class SpeculativeDecoder:
         self.started = 0  # speculative decodes started
         self.used = 0  # ... whose result became the turn's transcript
         self.wasted = 0  # ... thrown away (the caller spoke again, or another utterance came)
+        self.peeked = 0  # decodes of speech still going on (long backchannels, asr/backchannel.py)
 
     def paused(self, pause: SpeechPaused, lang: str) -> None:
         """The caller paused: start recognising what they said so far (if the language has a model)."""
@@ -51,6 +52,17 @@ class SpeculativeDecoder:
         fut.add_done_callback(_retrieve)  # a failure is reported by take(), or not at all if unused
         self._future, self._pcm, self._lang = fut, pause.pcm, lang
         self.started += 1
+
+    def peek(self, pcm: bytes, sample_rate: int, lang: str) -> asyncio.Future[Transcript] | None:
+        """Decodes speech that is still going on (is a long run over a prompt only "okay, sure"?), apart
+        from the pause decodes; None if `lang` has no model or there is no audio."""
+        if lang not in self.recognizer.languages or not pcm:
+            return None
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self.executor, self.recognizer.transcribe, pcm, sample_rate, lang)
+        fut.add_done_callback(_retrieve)
+        self.peeked += 1
+        return fut
 
     @property
     def pending(self) -> asyncio.Future[Transcript] | None:

@@ -5,6 +5,12 @@ it with soxr (high quality) to ``target_rate`` and lowers the volume slightly so
 clip. Results are keyed by (text, lang, synthesizer name, voice, rate). A second request for a key
 being rendered waits for the first instead of synthesising twice. Prerendered (static) prompts are
 kept for the life of the cache; other (dynamic) texts live in a bounded LRU.
+
+Groups (`prerender_group`): a named set of texts kept together and replaced as a whole, e.g. the
+knowledge base's answers (hotline/kb_prerender.py). Each call gives the group's whole new list; texts
+no longer in it are dropped at once (a changed answer's old audio), new ones are rendered one at a
+time on the executor given (a low-priority thread: never in the calls' way), bounded by a count and
+a byte budget. A caller asking for a text the group is rendering waits for that rendering.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import Executor
+from dataclasses import dataclass
 
 from asr.audio import resample
 from tts.normalize import normalize
@@ -23,9 +30,23 @@ from tts.synthesizer import Synthesizer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PromptCache"]
+__all__ = ["GroupReport", "PromptCache"]
 
 CacheKey = tuple[str, str, str, str, int]
+
+
+@dataclass(frozen=True)
+class GroupReport:
+    """What one `prerender_group` did."""
+
+    group: str
+    wanted: int  # distinct (text, language) pairs asked for
+    rendered: int  # synthesised now
+    kept: int  # already cached (in the group, pinned or recently used)
+    dropped: int  # left the group (no longer asked for: changed or removed)
+    skipped: int  # over max_items / max_bytes, or failed to render
+    bytes: int  # the group's audio now
+    seconds: float
 
 
 class PromptCache:
@@ -49,6 +70,7 @@ class PromptCache:
         self.gain = gain
         self._static: dict[CacheKey, bytes] = {}
         self._dynamic: OrderedDict[CacheKey, bytes] = OrderedDict()
+        self._groups: dict[str, dict[CacheKey, bytes]] = {}
         self._inflight: dict[CacheKey, asyncio.Future[bytes]] = {}
         self.hits = 0
         self.misses = 0
@@ -59,12 +81,29 @@ class PromptCache:
         return (text, lang, self.synthesizer.name, voice, self.target_rate)
 
     def __len__(self) -> int:
-        return len(self._static) + len(self._dynamic)
+        return len(self._static) + len(self._dynamic) + sum(len(g) for g in self._groups.values())
+
+    def _grouped(self, k: CacheKey) -> bytes | None:
+        for group in self._groups.values():
+            hit = group.get(k)
+            if hit is not None:
+                return hit
+        return None
 
     def cached(self, text: str, lang: str) -> bytes | None:
         """The cached audio for (text, lang), or None; does not render."""
         k = self.key(text, lang)
-        return self._static.get(k, self._dynamic.get(k))
+        hit = self._static.get(k)
+        if hit is None:
+            hit = self._grouped(k)
+        return hit if hit is not None else self._dynamic.get(k)
+
+    def group(self, name: str) -> dict[tuple[str, str], bytes]:
+        """A group's audio by (text, lang) (a copy)."""
+        return {(k[0], k[1]): pcm for k, pcm in self._groups.get(name, {}).items()}
+
+    def group_bytes(self, name: str) -> int:
+        return sum(len(pcm) for pcm in self._groups.get(name, {}).values())
 
     async def render(self, text: str, lang: str, *, static: bool = False) -> bytes:
         """8 kHz (``target_rate``) PCM16 for ``text`` in ``lang``; ``static`` pins it in the cache."""
@@ -72,6 +111,8 @@ class PromptCache:
             raise ValueError(f"text must be str, got {type(text).__name__}")
         k = self.key(text, lang)
         hit = self._static.get(k)
+        if hit is None:
+            hit = self._grouped(k)
         if hit is None:
             hit = self._dynamic.get(k)
             if hit is not None:
@@ -115,6 +156,78 @@ class PromptCache:
         t = time.perf_counter()
         await asyncio.gather(*(self.render(text, lang, static=True) for text, lang in unique))
         log.info("prerendered %d prompts in %.2f s", len(unique), time.perf_counter() - t)
+
+    async def prerender_group(
+        self,
+        name: str,
+        items: Iterable[tuple[str, str]],
+        *,
+        max_items: int = 400,
+        max_bytes: int = 32 * 1024 * 1024,
+        executor: Executor | None = None,
+        pause_s: float = 0.0,
+    ) -> GroupReport:
+        """Makes group `name` hold exactly `items` (text, lang), in order, up to `max_items` and
+        `max_bytes` of audio: texts no longer listed leave the group at once, missing ones are rendered
+        one at a time on `executor` (default: the cache's), `pause_s` apart. Callers may use the
+        group's audio as soon as each text is rendered. Cancel the task to stop it (what is rendered
+        stays)."""
+        t = time.perf_counter()
+        wanted = list(dict.fromkeys((txt, lang) for txt, lang in items if txt and txt.strip()))
+        keys = [self.key(txt, lang) for txt, lang in wanted]
+        live = self._groups.setdefault(name, {})
+        listed = set(keys[: max(0, max_items)])
+        stale = [k for k in live if k not in listed]
+        for k in stale:
+            del live[k]
+        rendered = kept = skipped = 0
+        used = sum(len(pcm) for pcm in live.values())
+        loop = asyncio.get_running_loop()
+        for n, ((txt, lang), k) in enumerate(zip(wanted, keys, strict=True)):
+            if n >= max_items:
+                skipped += len(wanted) - n
+                log.warning("prompt group %s: %d texts over max_items %d not prerendered", name, len(wanted) - n,
+                            max_items)
+                break
+            if k in live:
+                kept += 1
+                continue
+            pcm = self._static.get(k) or self._dynamic.get(k)
+            if pcm is None and k in self._inflight:  # a caller is having it rendered: share it
+                try:
+                    pcm = await asyncio.shield(self._inflight[k])
+                except Exception:
+                    pcm = None
+            if pcm is not None:
+                kept += 1
+            else:
+                fut = asyncio.ensure_future(
+                    loop.run_in_executor(executor or self.executor, self._render_blocking, txt, lang))
+                self._inflight[k] = fut  # a caller asking meanwhile waits for this rendering
+                try:
+                    pcm = await asyncio.shield(fut)
+                except Exception as exc:
+                    log.warning("prompt group %s: rendering %r (%s) failed: %s", name, txt[:60], lang, exc)
+                    skipped += 1
+                    continue
+                finally:
+                    if self._inflight.get(k) is fut:
+                        del self._inflight[k]
+                rendered += 1
+                if pause_s > 0:
+                    await asyncio.sleep(pause_s)
+            if used + len(pcm) > max_bytes:
+                skipped += 1
+                log.warning("prompt group %s: %r (%s) over max_bytes %d; not kept", name, txt[:60], lang, max_bytes)
+                continue
+            live[k] = pcm
+            self._dynamic.pop(k, None)  # held by the group now
+            used += len(pcm)
+        report = GroupReport(name, len(wanted), rendered, kept, len(stale), skipped, used,
+                             round(time.perf_counter() - t, 3))
+        log.info("prompt group %s: %d texts, %d rendered, %d already cached, %d dropped, %d skipped; %.1f MB in "
+                 "%.2f s", name, len(wanted), rendered, kept, len(stale), skipped, used / 1e6, report.seconds)
+        return report
 
     def _store(self, k: CacheKey, pcm: bytes, static: bool) -> None:
         if static:
