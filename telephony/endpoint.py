@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from .dtmf import parse_info_body
-from .guard import AllowList, LoopBusy, RateLimiter, udp_rx_queue
+from .guard import AllowList, LoopBusy, RateLimiter, socket_rx_queue
 from .leg import CallLeg, TransferRequest, _RtpProtocol
 from .registrar import ALGORITHMS, Registrar, digest_response, parse_digest
+from .replaces import Replaces
 from .sdp import (
     DEFAULT_TE_PT,
     MediaDescription,
@@ -48,6 +49,11 @@ ALLOW_WITH_REGISTER = ALLOW + ", REGISTER"
 KNOWN_UNSUPPORTED = frozenset({"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "UPDATE", "PRACK"})
 TRANSFER_BYE_WAIT = 4.0  # s: after a successful transfer we wait this long for the transferor's BYE, then BYE
 SIP_RCVBUF = 2 * 1024 * 1024  # bytes; Linux caps it at net.core.rmem_max (4 MB here) and doubles it
+# SIP datagrams read per readiness of the socket: asyncio reads one per loop iteration, which with a busy loop
+# (a tick, RTP sockets, sessions) capped the SIP read rate below what 100-200 calls/s send; the kernel queue
+# then grew past sip.max_rx_queue_kb and new calls got 503 with the loop itself not late (issue #7)
+SIP_READ_BATCH = 16
+MAX_DATAGRAM = 65536  # read whole: anything over max_message_bytes is dropped by _on_datagram
 Addr = tuple[str, int]
 
 
@@ -77,7 +83,20 @@ class _SipProtocol(asyncio.DatagramProtocol):
         self.ep = ep
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.ep._on_datagram(data, (addr[0], addr[1]))
+        ep = self.ep
+        ep._on_datagram(data, (addr[0], addr[1]))
+        rx = ep._rx_sock
+        for _ in range(SIP_READ_BATCH - 1):  # more of what is queued, in this same loop iteration
+            if rx is None or ep._transport is None:
+                return
+            try:
+                data, peer = rx.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. an ICMP error reported on the socket: as asyncio would
+                self.error_received(exc)
+                return
+            ep._on_datagram(data, (peer[0], peer[1]))
 
     def error_received(self, exc: Exception) -> None:
         log.debug("SIP socket error: %s", exc)
@@ -144,6 +163,7 @@ class SipEndpoint:
         # the address of the interface that routes outwards
         self.advertised_host = public_host or (host if host not in ("0.0.0.0", "::", "") else _primary_ip())
         self._transport: asyncio.DatagramTransport | None = None
+        self._rx_sock: socket.socket | None = None  # the SIP socket's fd, dup'd: _SipProtocol reads batches
         self._legs: dict[str, CallLeg] = {}
         self._dialing: dict[str, CallLeg] = {}  # UAC legs whose INVITE is still in progress
         self._unacked: dict[str, CallLeg] = {}  # UAS legs whose 2xx has not been ACKed yet (may have ended)
@@ -182,6 +202,9 @@ class SipEndpoint:
         self._draining = False
         self._leg_gone = asyncio.Event()  # set whenever a call leg is forgotten (drain() waits on it)
         self._refused: dict[str, int] = {}  # new calls refused with 503 since the last summary, by reason
+        self._replacing: dict[str, CallLeg] = {}  # RFC 3891: Call-ID of a new leg -> the leg it will replace
+        self._dial_txs: dict[str, ClientTransaction] = {}  # dial()'s INVITE in progress, by Call-ID
+        self._picked_up: dict[str, CallLeg] = {}  # dial()'s Call-ID -> the leg that picked its ringing call up
         self.stats = {"rx_datagrams": 0, "malformed": 0, "calls_in": 0, "calls_out": 0, "busy": 0,
                       "oversized": 0, "overload": 0, "draining": 0, "forbidden": 0, "rate_limited": 0,
                       "flood_dropped": 0, "challenged": 0}
@@ -197,6 +220,8 @@ class SipEndpoint:
         if sock is not None:  # room for a burst of INVITEs (200 callers at once is ~460 KB of kernel buffers)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SIP_RCVBUF)
+            with contextlib.suppress(OSError):  # the same socket (a dup'd fd, non-blocking) to read in batches
+                self._rx_sock = socket.fromfd(sock.fileno(), sock.family, sock.type)
         self._now = loop.time()
         if self.max_loop_busy is not None:
             self._busy_meter = LoopBusy.of(loop)
@@ -268,6 +293,9 @@ class SipEndpoint:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        if self._rx_sock is not None:
+            self._rx_sock.close()
+            self._rx_sock = None
         log.info("SIP endpoint on port %d stopped", self.port)
 
     @property
@@ -545,7 +573,8 @@ class SipEndpoint:
     def _check_backlog(self) -> None:
         """Twice a second: SIP waiting in the kernel queue (we read slower than INVITEs arrive)."""
         assert self.max_rx_queue is not None
-        queued, self.rx_queue = self.rx_queue, udp_rx_queue(self.port) or 0
+        sock = self._transport.get_extra_info("socket") if self._transport is not None else None
+        queued, self.rx_queue = self.rx_queue, socket_rx_queue(sock, self.port) or 0
         # Over the limit at two readings in a row (0.5 s apart) and not draining: a burst (200 callers at once)
         # is served as it drains; only a backlog that persists or grows is overload.
         if self.rx_queue > self.max_rx_queue and self.rx_queue >= queued > self.max_rx_queue:
@@ -760,7 +789,32 @@ class SipEndpoint:
             if not waiter.done():
                 waiter.cancel()
 
+    #: RFC 3261 14.1: after 491 the owner of the Call-ID (the dialog's UAC) waits 2.1-4 s, the other 0-2 s
+    glare_backoff_owner: tuple[float, float] = (2.1, 4.0)
+    glare_backoff_other: tuple[float, float] = (0.0, 2.0)
+    glare_retries: int = 2
+
     async def _reinvite(self, leg: CallLeg, direction: str, timeout: float) -> None:
+        """Re-INVITE with our SDP in ``direction``; a 491 Request Pending (glare) is retried after the
+        RFC 3261 14.1 back-off, at most ``glare_retries`` times, within ``timeout`` overall."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for attempt in range(self.glare_retries + 1):
+            try:
+                await self._reinvite_once(leg, direction, max(0.5, deadline - loop.time()))
+                return
+            except CallFailed as exc:
+                if exc.status != 491 or attempt == self.glare_retries or leg.ended.is_set():
+                    raise
+                lo, hi = self.glare_backoff_other if leg.is_uas else self.glare_backoff_owner
+                delay = lo + (hi - lo) * secrets.randbelow(1001) / 1000
+                if loop.time() + delay >= deadline:
+                    raise
+                log.info("call %s: re-INVITE got 491 (glare), retrying in %.2f s", leg.call_id, delay)
+                self.stats["glare_retries"] = self.stats.get("glare_retries", 0) + 1
+                await asyncio.sleep(delay)
+
+    async def _reinvite_once(self, leg: CallLeg, direction: str, timeout: float) -> None:
         """Re-INVITE with our SDP in ``direction`` (sendonly/inactive: hold; sendrecv: resume)."""
         if leg.ended.is_set() or leg.remote_rtp is None:
             raise CallFailed(481, "call has ended or has no media")
@@ -851,13 +905,13 @@ class SipEndpoint:
         if to_tag:
             self._on_reinvite(tx, req)
             return
-        if req.get("Require"):
+        if req.get("Require") and not _only_replaces(req):
             self._reply(tx, req, 420, "Bad Extension", extra=(("Unsupported", req.get("Require") or ""),))
             return
         if self._closing:  # (capacity, overload and draining are refused earlier, statelessly: _admit)
             self._reply(tx, req, 503, "Service Unavailable", extra=(("Retry-After", str(self.retry_after)),))
             return
-        if self.on_call is None:
+        if self.on_call is None and not req.get_all("Replaces"):  # (a replacement does not need on_call)
             self._reply(tx, req, 480, "Temporarily Unavailable")
             return
         if req.call_id in self._legs:
@@ -880,9 +934,14 @@ class SipEndpoint:
                 log.warning("call %s: bad SDP: %s", req.call_id, exc)
                 self._reply(tx, req, 400, "Bad SDP")
                 return
+        replaced = self._match_replaces(tx, req) if req.get_all("Replaces") else None
+        if replaced is False:
+            return  # refused (400/481/486/603)
         self._reply(tx, req, 100, "Trying")
         leg = CallLeg(self, call_id=req.call_id, caller=_user_of(req.get("From") or ""),
                       called=parse_uri(req.uri).user, is_uas=True)
+        if isinstance(replaced, CallLeg):
+            self._replacing[leg.call_id] = replaced
         frm = parse_name_addr(req.get("From") or "")
         leg.remote_tag = frm.tag or ""
         to = req.get("To") or ""
@@ -955,8 +1014,86 @@ class SipEndpoint:
         self._spawn(self._send_bye(leg), f"bye-{leg.call_id}")
 
     async def _run_call(self, leg: CallLeg) -> None:
+        old = self._replacing.get(leg.call_id)
+        if old is not None:
+            await self._run_replacement(leg, old)
+            return
         assert self.on_call is not None
         await run_call_handler(self.on_call, leg)
+
+    # ------------------------------------------------------------------ Replaces (RFC 3891)
+    def _match_replaces(self, tx: _ServerTx, req: SipRequest) -> CallLeg | bool:
+        """The leg an INVITE's Replaces header names, or False after refusing the INVITE (RFC 3891 section 3)."""
+        values = req.get_all("Replaces")
+        if len(values) != 1:
+            self._reply(tx, req, 400, "Bad Request (one Replaces header allowed)")
+            return False
+        try:
+            rep = Replaces.parse(values[0])
+        except ParseError as exc:
+            log.warning("call %s: bad Replaces header: %s", req.call_id, exc)
+            self._reply(tx, req, 400, "Bad Replaces Header")
+            return False
+        old = self._legs.get(rep.call_id)
+        ringing = self._dialing.get(rep.call_id)
+        dial_tx = self._dial_txs.get(rep.call_id)
+        if (old is None and ringing is not None and dial_tx is not None and dial_tx.provisional is not None
+                and not dial_tx.done and ringing.local_tag == rep.to_tag
+                and parse_name_addr(dial_tx.provisional.get("To") or "").tag == rep.from_tag):
+            # an early dialog we initiated (our dial() is ringing): pick-up, accept and CANCEL it (RFC 3891 3)
+            if ringing in self._replacing.values():
+                self._reply(tx, req, 603, "Decline")
+                return False
+            log.info("call %s: picks up our ringing call %s (Replaces)", req.call_id, ringing.call_id)
+            return ringing
+        if old is None or old.local_tag != rep.to_tag or old.remote_tag != rep.from_tag or old.ended.is_set():
+            # (an ended leg is forgotten at once, so "terminated" cannot be told from "unknown": 481, not 603)
+            log.info("call %s: Replaces names no dialog we hold (%s)", req.call_id, rep.call_id)
+            self._reply(tx, req, 481, "Call/Transaction Does Not Exist")
+            return False
+        confirmed = old.acked.is_set() or old.call_id in self._unacked  # our 2xx sent (UAS) or ACKed (UAC)
+        if not confirmed:  # an early dialog we did not initiate: leave it alone
+            log.info("call %s: Replaces names early call %s; refused", req.call_id, old.call_id)
+            self._reply(tx, req, 481, "Call/Transaction Does Not Exist")
+            return False
+        if rep.early_only:
+            self._reply(tx, req, 486, "Busy Here")
+            return False
+        if old.on_replaced is None or old in self._replacing.values():
+            log.info("call %s: Replaces for call %s declined (%s)", req.call_id, old.call_id,
+                     "no on_replaced handler" if old.on_replaced is None else "already being replaced")
+            self._reply(tx, req, 603, "Decline")
+            return False
+        return old
+
+    async def _run_replacement(self, new: CallLeg, old: CallLeg) -> None:
+        """After the new leg's ACK: hand it to ``old.on_replaced``, then BYE the old leg (end_reason "replaced")."""
+        try:
+            await new.acked.wait()  # set by the ACK, or by the no-ACK timeout (which also ends the new leg)
+        finally:
+            self._replacing.pop(new.call_id, None)
+        if new.ended.is_set():
+            log.info("call %s: replacement of call %s did not complete", new.call_id, old.call_id)
+            return
+        dial_tx = self._dial_txs.get(old.call_id)
+        if old.call_id in self._dialing and dial_tx is not None and not dial_tx.done:  # pick-up of our dial
+            self._picked_up[old.call_id] = new  # dial() returns the new leg once its INVITE has ended
+            await self._cancel(dial_tx, dial_tx.request, dial_tx.addr, old.call_id)
+            return
+        if old.ended.is_set() or old.on_replaced is None:
+            log.info("call %s: call %s ended before it could be replaced; hanging up", new.call_id, old.call_id)
+            await new.hangup()
+            return
+        try:
+            old.on_replaced(new)
+        except Exception:
+            log.exception("call %s: on_replaced handler of call %s failed; hanging up the new leg",
+                          new.call_id, old.call_id)
+            await new.hangup()
+            return
+        log.info("call %s: replaces call %s (RFC 3891)", new.call_id, old.call_id)
+        old._end("replaced")
+        await self._send_bye(old)
 
     def _on_reinvite(self, tx: _ServerTx, req: SipRequest) -> None:
         leg = self._legs.get(req.call_id)
@@ -1081,9 +1218,13 @@ class SipEndpoint:
         return fallback
 
     async def dial(self, uri: str, *, from_user: str = "hotline", timeout: float = 30.0,
-                   auth: tuple[str, str] | None = None) -> CallLeg:
+                   auth: tuple[str, str] | None = None, headers: Iterable[tuple[str, str]] = ()) -> CallLeg:
         """Place a call (UAC). Returns the answered CallLeg or raises CallFailed. ``auth`` (user, password)
-        answers a 401/407 digest challenge of the callee or a trunk (SHA-256 preferred, MD5)."""
+        answers a 401/407 digest challenge of the callee or a trunk (SHA-256 preferred, MD5). ``headers``
+        are added to the INVITE (e.g. ``("Replaces", ...)`` for an attended transfer, telephony.replaces)."""
+        headers = list(headers)
+        if any(set(n + v) & {"\r", "\n", "\0"} or ":" in n or not n.strip() for n, v in headers):
+            raise CallFailed(400, "bad extra header (line break, NUL or ':' in the name)")
         if self._transport is None:
             raise CallFailed(503, "endpoint not started")
         try:
@@ -1113,6 +1254,8 @@ class SipEndpoint:
                 req.add("Call-ID", call_id)
                 req.add("CSeq", f"{attempt} INVITE")
                 req.add("Contact", f"<{me}>")
+                for name, value in headers:
+                    req.add(name, value)
                 if credentials is not None:
                     req.add(*credentials)
                 req.add("Allow", ALLOW)
@@ -1122,6 +1265,7 @@ class SipEndpoint:
                 log.info("call %s: dialling %s from %s%s", call_id, uri, from_user,
                          " (with digest credentials)" if credentials else "")
                 tx = self._start_client_tx(req, dest)
+                self._dial_txs[call_id] = tx
                 try:
                     resp = await asyncio.wait_for(asyncio.shield(tx.final()), timeout)
                 except TransactionTimeout as exc:
@@ -1141,9 +1285,24 @@ class SipEndpoint:
                 if resp2 is not None and 200 <= resp2.status < 300:
                     await self._accept_2xx(leg, req, resp2, dest)
                     await leg.hangup()
+                picked = self._picked_up.pop(call_id, None)
+                if picked is not None:  # picked up (Replaces) as our timeout came, or the callee ignored our CANCEL
+                    leg._end("replaced")
+                    task = asyncio.current_task()
+                    if isinstance(waited, asyncio.CancelledError) and task is not None and task.cancelling():
+                        self._spawn(picked.hangup(), f"bye-{picked.call_id}")  # dial() itself was cancelled
+                    else:
+                        return picked
                 if isinstance(waited, asyncio.CancelledError):
                     raise waited
                 raise CallFailed(408, f"no answer within {timeout:.0f} s") from waited
+            picked = self._picked_up.pop(call_id, None)
+            if picked is not None:  # picked up with Replaces while ringing (RFC 3891): the new leg is the call
+                if resp.status < 300:  # answered while our CANCEL was on its way: the callee is hung up
+                    await self._accept_2xx(leg, req, resp, dest)
+                    await leg.hangup()
+                leg._end("replaced")
+                return picked  # (counted in calls_in: it came in as an INVITE)
             if resp.status >= 300:
                 log.info("call %s: dial failed %d %s", call_id, resp.status, resp.reason)
                 raise CallFailed(resp.status, resp.reason)
@@ -1161,6 +1320,8 @@ class SipEndpoint:
         finally:
             self._pending -= 1
             self._dialing.pop(call_id, None)
+            self._dial_txs.pop(call_id, None)
+            self._picked_up.pop(call_id, None)
 
     async def register(self, registrar: str, user: str, password: str, *, expires: int = 3600,
                        timeout: float = 5.0) -> int:
@@ -1269,6 +1430,12 @@ class SipEndpoint:
         except (TimeoutError, TransactionTimeout):
             tx.stop()
             return None
+
+
+def _only_replaces(req: SipRequest) -> bool:
+    """Require lists only option tags we support: "replaces" (RFC 3891), with a Replaces header present."""
+    tags = {t.strip().lower() for v in req.get_all("Require") for t in v.split(",") if t.strip()}
+    return tags == {"replaces"} and bool(req.get_all("Replaces"))
 
 
 def _digest_answer(challenges: list[str], user: str, password: str, uri: str, method: str = "REGISTER") -> str:

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
+import struct
 import time
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-__all__ = ["AllowList", "LoopBusy", "RateLimiter", "TokenBucket", "udp_rx_queue"]
+__all__ = ["AllowList", "LoopBusy", "RateLimiter", "TokenBucket", "socket_rx_queue", "udp_rx_queue"]
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -166,6 +168,22 @@ class LoopBusy:
         if wall <= 0:
             return 0.0, now
         return max(0.0, min(1.0, 1.0 - (now[1] - mark[1]) / wall)), now
+
+
+SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)  # Linux >= 4.6: the socket's memory counters, u32 each
+
+
+def socket_rx_queue(sock: socket.socket | None, port: int) -> int | None:
+    """udp_rx_queue for a socket we hold: SK_MEMINFO_RMEM_ALLOC from getsockopt(SO_MEMINFO), the value
+    /proc/net/udp shows as rx_queue, in ~1 µs; reading /proc/net/udp walks every UDP socket of the host
+    (330 µs with a handful, 3.6% of the event loop at 100 calls/s with an RTP socket per call). Falls back
+    to /proc/net/udp where SO_MEMINFO is missing."""
+    if sock is not None:
+        try:
+            return int(struct.unpack_from("I", sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 36))[0])
+        except (OSError, struct.error):
+            pass
+    return udp_rx_queue(port)
 
 
 def udp_rx_queue(port: int, path: str = "/proc/net/udp") -> int | None:

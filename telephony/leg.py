@@ -59,6 +59,9 @@ class TransferRequest:
 # Returns the final status of the attempt for the NOTIFY ((200, "OK") when None); raising CallFailed gives its
 # status; a successful transfer ends the leg (the transferor's BYE, or ours after a few seconds).
 TransferHandler = Callable[[TransferRequest], Awaitable[tuple[int, str] | None]]
+# RFC 3891: called with the new leg when an INVITE with Replaces naming this leg's dialog is answered and ACKed;
+# the new leg takes this one's place (re-bridge it), then this leg gets BYE (end_reason "replaced").
+ReplacedHandler = Callable[["CallLeg"], None]
 
 
 _GAIN_TABLES: dict[int, np.ndarray] = {}
@@ -128,6 +131,7 @@ class CallLeg:
         self._muted = False  # our re-INVITE's outcome forbids us to send (inactive / peer answered sendonly)
         self._reinviting = False
         self.on_transfer: TransferHandler | None = None  # REFER from the peer: 603 Decline while None
+        self.on_replaced: ReplacedHandler | None = None  # INVITE with Replaces for this leg: 603 Decline while None
         self._refers_in = 0
         self._refer_waiter: asyncio.Future[tuple[int, str]] | None = None
         self._ssrc = secrets.randbelow(2**32)
@@ -157,6 +161,9 @@ class CallLeg:
         self._taps: list[Tap] = []
         self._tap_fns: tuple[Tap, ...] = ()  # self._taps as run (rebuilt on add/remove, not per frame)
         self.dtmf_listeners: list[Callable[[str], None]] = []  # called with each received digit (bridge)
+        # mix_in() is asked for one 20 ms PCM frame (or None) per audio frame sent, summed into it (a supervisor's
+        # whisper to the agent, hotline/whisper_live.py); None (the usual case) costs one check per tick.
+        self.mix_in: Callable[[], bytes | None] | None = None
         self.last_rx = asyncio.get_running_loop().time()
         self.frames_in = 0
         self.frames_out = 0
@@ -401,6 +408,16 @@ class CallLeg:
                 self._played.set()
                 self._gain_lut = None
                 self._ramp.clear()
+        if self.mix_in is not None:
+            try:
+                extra = self.mix_in()
+            except Exception:
+                log.exception("call %s: mix-in failed; removed", self.call_id)
+                self.mix_in = extra = None
+            if extra is not None and len(extra) == FRAME_BYTES:
+                mixed = np.frombuffer(pcm or SILENCE, "<i2").astype(np.int32) + np.frombuffer(extra, "<i2")
+                pcm = np.clip(mixed, -32768, 32767).astype("<i2").tobytes()
+                payload = g711.encode(self.codec, pcm)
         if not self.on_hold and not self._muted:
             seq = self._seq = (self._seq + 1) & 0xFFFF
             try:  # the header packed here (one call less per packet than _send_rtp)

@@ -10,6 +10,9 @@ Pure logic, no I/O: the endpoint hands it each REGISTER and sends back the respo
 - Bindings per user (address of record): contact URI, expiry, source address. ``Expires: 0`` (header
   or contact parameter) removes one, ``Contact: *`` with ``Expires: 0`` removes all.
 - ``lookup(user)`` gives the contact to ring, the most recently refreshed binding that has not expired.
+- A user's secret is a password or, when only the digest hashes are stored (RFC 7616 section 3.4.2: H(A1) =
+  H(user:realm:password) for each algorithm), an ``Ha1``; ``set_user`` / ``remove_user`` change them live
+  (removal also drops the user's bindings).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field
 
 from .sip_message import ParseError, SipRequest, parse_name_addr, parse_uri
 
-__all__ = ["Binding", "RegisterResult", "Registrar", "digest_response"]
+__all__ = ["Binding", "Ha1", "RegisterResult", "Registrar", "digest_response", "ha1_of"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,23 @@ class Binding:
     cseq: int
 
 
+@dataclass(frozen=True)
+class Ha1:
+    """H(user:realm:password) per digest algorithm (lowercase hex): what a registrar needs instead of the
+    password. Only valid for the realm it was made with."""
+
+    realm: str
+    by_algorithm: Mapping[str, str]
+
+    def __repr__(self) -> str:  # never in a log
+        return f"Ha1(realm={self.realm!r}, algorithms={sorted(self.by_algorithm)})"
+
+
+def ha1_of(username: str, realm: str, password: str, algorithms: tuple[str, ...] = ("SHA-256", "MD5")) -> Ha1:
+    """The HA1 hashes of a password for ``realm`` (to store instead of the password)."""
+    return Ha1(realm, {a: ALGORITHMS[a](f"{username}:{realm}:{password}".encode()) for a in algorithms})
+
+
 @dataclass
 class RegisterResult:
     status: int
@@ -61,7 +81,13 @@ def digest_response(algorithm: str, username: str, realm: str, password: str, me
                     nc: str = "", cnonce: str = "", qop: str = "") -> str:
     """The ``response`` value of RFC 7616 section 3.4.1 (the client side; used by tests and the registrar)."""
     h = ALGORITHMS[algorithm.upper()]
-    ha1 = h(f"{username}:{realm}:{password}".encode())
+    return _response_from_ha1(algorithm, h(f"{username}:{realm}:{password}".encode()), method, uri, nonce, nc,
+                              cnonce, qop)
+
+
+def _response_from_ha1(algorithm: str, ha1: str, method: str, uri: str, nonce: str, nc: str, cnonce: str,
+                       qop: str) -> str:
+    h = ALGORITHMS[algorithm.upper()]
     ha2 = h(f"{method}:{uri}".encode())
     if qop:
         return h(f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}".encode())
@@ -89,16 +115,17 @@ def parse_digest(value: str) -> dict[str, str]:
 
 
 class Registrar:
-    """Bindings of SIP users who prove they know their password. ``users`` maps user name → password."""
+    """Bindings of SIP users who prove they know their password. ``users`` maps user name → password or
+    ``Ha1`` (the stored digest hashes)."""
 
-    def __init__(self, users: Mapping[str, str], *, realm: str = "hotline", nonce_ttl: float = 300.0,
+    def __init__(self, users: Mapping[str, str | Ha1], *, realm: str = "hotline", nonce_ttl: float = 300.0,
                  min_expires: int = 60, max_expires: int = 3600, default_expires: int = 3600,
                  algorithms: tuple[str, ...] = ("SHA-256", "MD5"), clock: Callable[[], float] = time.monotonic
                  ) -> None:
         for a in algorithms:
             if a not in ALGORITHMS:
                 raise ValueError(f"unknown digest algorithm {a!r}; known: {', '.join(ALGORITHMS)}")
-        self.users = dict(users)
+        self.users: dict[str, str | Ha1] = dict(users)
         self.realm = realm
         self.nonce_ttl = nonce_ttl
         self.min_expires = min_expires
@@ -112,6 +139,18 @@ class Registrar:
         self._bindings: dict[str, dict[str, Binding]] = {}  # user -> contact -> binding
         self.stats = {"registered": 0, "unregistered": 0, "challenged": 0, "refused": 0, "stale": 0}
         self.authenticated_with: dict[str, int] = {}  # digest algorithm -> requests it authenticated
+
+    # ------------------------------------------------------------------ accounts
+    def set_user(self, user: str, secret: str | Ha1) -> None:
+        """Adds or changes a user's password (or HA1 hashes), live: the next REGISTER is checked against it."""
+        if isinstance(secret, Ha1) and secret.realm != self.realm:
+            raise ValueError(f"user {user}: HA1 made for realm {secret.realm!r}, this registrar's is {self.realm!r}")
+        self.users[user] = secret
+
+    def remove_user(self, user: str) -> bool:
+        """Removes a user and her bindings (she is no longer rung at her phone); True if she was there."""
+        self._bindings.pop(user, None)
+        return self.users.pop(user, None) is not None
 
     # ------------------------------------------------------------------ lookups
     def lookup(self, user: str) -> str | None:
@@ -240,11 +279,18 @@ class Registrar:
         nc_text = creds.get("nc", "")
         if not re.fullmatch(r"[0-9a-fA-F]{8}", nc_text) or not creds.get("cnonce") or not creds.get("response"):
             return "bad nc, cnonce or response"
-        password = self.users.get(user)
-        if password is None:
+        secret = self.users.get(user)
+        if secret is None:
             return "unknown user"
-        expected = digest_response(alg, user, self.realm, password, method, creds.get("uri", ""), nonce,
-                                   nc_text, creds["cnonce"], "auth")
+        if isinstance(secret, Ha1):
+            ha1 = secret.by_algorithm.get(alg)
+            if ha1 is None:
+                return "unknown user"  # no hash stored for this algorithm: a fresh challenge offers the others
+            expected = _response_from_ha1(alg, ha1, method, creds.get("uri", ""), nonce, nc_text, creds["cnonce"],
+                                          "auth")
+        else:
+            expected = digest_response(alg, user, self.realm, secret, method, creds.get("uri", ""), nonce,
+                                       nc_text, creds["cnonce"], "auth")
         if not hmac.compare_digest(expected, creds["response"].lower()):
             return "bad password"
         age = self._nonce_age(nonce)

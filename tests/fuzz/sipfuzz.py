@@ -90,8 +90,18 @@ def valid_sdp(port: int, *, addr: str = "127.0.0.1", pts: str = "0 8 101") -> st
     )
 
 
+def hold_sdp(port: int, rng: random.Random) -> str:
+    """A re-INVITE's hold offer: sendonly, inactive, or the old-style c=0.0.0.0 (RFC 3264 8.4, RFC 2543)."""
+    sdp = valid_sdp(port, pts="0 101")
+    style = rng.choice(["sendonly", "inactive", "zero"])
+    if style == "zero":
+        return sdp.replace("c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0")
+    return sdp.replace("a=sendrecv", f"a={style}")
+
+
 def template(rng: random.Random, kind: str, *, target_port: int, my_port: int, call_id: str, rtp_port: int) -> Msg:
-    """A well-formed SIP message of the given kind (a request method or 'response')."""
+    """A well-formed SIP message of the given kind (a request method, 'INVITE-hold' for a re-INVITE putting the
+    call on hold, or 'response')."""
     branch = f"z9hG4bK{rng.getrandbits(48):012x}"
     tag = f"{rng.getrandbits(32):08x}"
     uri = f"sip:hotline@127.0.0.1:{target_port}"
@@ -103,15 +113,29 @@ def template(rng: random.Random, kind: str, *, target_port: int, my_port: int, c
             ("Via", via), ("From", frm), ("To", f"<{uri}>;tag=x{tag}"), ("Call-ID", call_id),
             ("CSeq", f"1 {rng.choice(['INVITE', 'BYE', 'OPTIONS', 'INFO'])}"),
             ("Contact", f"<sip:fuzz@127.0.0.1:{my_port}>")])
-    method = kind
-    to = f"<{uri}>" + (f";tag=t{tag}" if method in ("BYE", "INFO") or rng.random() < 0.1 else "")
+    method = "INVITE" if kind == "INVITE-hold" else kind
+    in_dialog = kind in ("BYE", "INFO", "REFER", "NOTIFY", "INVITE-hold")
+    to = f"<{uri}>" + (f";tag=t{tag}" if in_dialog or rng.random() < 0.1 else "")
     headers = [("Via", via), ("Max-Forwards", "70"), ("From", frm), ("To", to), ("Call-ID", call_id),
                ("CSeq", f"{rng.randint(1, 1000)} {method}"), ("Contact", f"<sip:fuzz@127.0.0.1:{my_port}>"),
                ("User-Agent", "hotline-fuzz")]
     body = b""
-    if method == "INVITE":
+    if kind == "INVITE-hold":
+        headers.append(("Content-Type", "application/sdp"))
+        body = hold_sdp(rtp_port, rng).encode()
+    elif method == "INVITE":
         headers.append(("Content-Type", "application/sdp"))
         body = valid_sdp(rtp_port).encode()
+    elif method == "REFER":  # blind transfer (RFC 3515), sometimes with Replaces in the target (RFC 3891)
+        target = rng.choice([f"<sip:agent@127.0.0.1:{my_port}>", f"sip:95555@127.0.0.1:{my_port}",
+                             f"<sip:agent@127.0.0.1:{my_port}?Replaces={call_id}%3Bto-tag%3Dx%3Bfrom-tag%3Dy>"])
+        headers += [("Refer-To", target), ("Referred-By", f"<sip:fuzz@127.0.0.1:{my_port}>")]
+    elif method == "NOTIFY":  # the progress of a REFER (RFC 3515 2.4.5): a sipfrag body
+        state = rng.choice(["active;expires=60", "terminated;reason=noresource", "pending"])
+        headers += [("Event", rng.choice(["refer", "refer;id=1", "dialog"])), ("Subscription-State", state),
+                    ("Content-Type", "message/sipfrag;version=2.0")]
+        body = rng.choice([b"SIP/2.0 100 Trying\r\n", b"SIP/2.0 200 OK\r\n", b"SIP/2.0 486 Busy Here\r\n",
+                           b"SIP/2.0 180 Ringing"])
     elif method == "INFO":
         headers.append(("Content-Type", rng.choice(["application/dtmf-relay", "application/dtmf"])))
         body = rng.choice([b"Signal=5\r\nDuration=160\r\n", b"5", b"11"])

@@ -43,7 +43,8 @@ from telephony.sip_message import (
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 SEED = int(os.environ.get("FUZZ_SEED", "20261122"))
-SIP_KINDS = ["INVITE", "INVITE", "BYE", "OPTIONS", "INFO", "ACK", "CANCEL", "REGISTER", "response"]
+SIP_KINDS = ["INVITE", "INVITE", "BYE", "OPTIONS", "INFO", "ACK", "CANCEL", "REGISTER", "REFER", "NOTIFY",
+             "INVITE-hold", "response"]
 
 
 def _sip_input(rng: random.Random, i: int) -> bytes:

@@ -43,12 +43,15 @@ SEED = int(os.environ.get("FUZZ_SEED", "20261122"))
 SIP_INPUTS = 8_000
 IN_DIALOG_INPUTS = 1_000  # of SIP_INPUTS: re-INVITE / INFO / OPTIONS inside the live call's dialog
 RTP_INPUTS = 4_000
-SIP_KINDS = ["INVITE"] * 7 + ["OPTIONS", "BYE", "INFO", "ACK", "CANCEL", "REGISTER", "FOO"] + ["response"] * 3
+SIP_KINDS = (["INVITE"] * 7 + ["OPTIONS", "BYE", "INFO", "ACK", "CANCEL", "REGISTER", "FOO", "REFER", "NOTIFY",
+                              "INVITE-hold"] + ["response"] * 3)
 
 
 def in_dialog(rng: random.Random, leg: CallLeg, *, ep_port: int, my_port: int, peer_rtp: int) -> Msg:
     """A valid request inside the live call's dialog (right Call-ID and tags), to be mutated."""
-    method = rng.choice(["INVITE", "INVITE", "INFO", "INFO", "OPTIONS"])
+    # REFER: the live leg has no transfer handler, so it is declined and the call goes on; a hold re-INVITE
+    # is drawn too but kept back by keeps_live_call (holding the call is right, not a bug)
+    method = rng.choice(["INVITE", "INVITE", "INFO", "INFO", "OPTIONS", "REFER", "NOTIFY", "INVITE-hold"])
     m = template(rng, method, target_port=ep_port, my_port=my_port, call_id=leg.call_id, rtp_port=peer_rtp)
     m.headers = [(k, v) for k, v in m.headers if k not in ("From", "To")]
     m.headers.insert(2, ("From", f"<sip:tester@127.0.0.1:{my_port}>;tag={leg.remote_tag}"))

@@ -12,8 +12,10 @@ Then it runs the steps in order, on the first call:
     hangup          BYE                              waitend  wait up to 10 s for the peer's BYE
     rx              print the RTP packets received so far on the call ("RX n")
 It prints "STATE <name>", "MEDIA <status>", "DTMF <digit> <method>", "XFER <code>", "XFERREQ <uri>",
-"RX <packets>", "CALLS <n>" and "DONE" lines. Quirks as in pjsua2_peer.py (null audio device,
-single-threaded polling, os._exit).
+"RX <packets>", "REPLACED" (an INVITE with Replaces took over the call), "CALLS <n>" and "DONE" lines.
+``--linger S``: after the steps, wait up to S s for every call (e.g. a replacement, or the call a REFER made
+pjsua dial: it plays the tone too) to end. Quirks as in
+pjsua2_peer.py (null audio device, single-threaded polling, os._exit).
 """
 
 from __future__ import annotations
@@ -45,12 +47,18 @@ class Call(pj.Call):  # type: ignore[misc]
         self.connected = False
         self.disconnected = False
         self.xfer_final = 0
+        self.replacement = False
 
     def onCallState(self, prm: Any) -> None:
         ci = self.getInfo()
         say(f"STATE {ci.stateText}")
         if ci.state == pj.PJSIP_INV_STATE_CONFIRMED:
             self.connected = True
+            if self.replacement:  # its media came up before this object existed (onCallReplaced)
+                for mi in ci.media:  # (self.onCallMediaState() from here did not reach the override)
+                    if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                        self.peer.tone.startTransmit(self.getAudioMedia(mi.index))
+                        say("MEDIA active")
         if ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self.disconnected = True
 
@@ -66,12 +74,23 @@ class Call(pj.Call):  # type: ignore[misc]
         say(f"DTMF {prm.digit} {'info' if prm.method == pj.PJSUA_DTMF_METHOD_SIP_INFO else 'rfc4733'}")
 
     def onCallTransferRequest(self, prm: Any) -> None:  # REFER from the peer: accept (pjsua dials the target)
-        say(f"XFERREQ {prm.dstUri}")  # pjsua dials it with a Call object of its own and NOTIFYs the result
+        say(f"XFERREQ {prm.dstUri}")  # pjsua dials it and NOTIFYs the result
+        new = Call(self.peer.acc, self.peer)  # the call pjsua dials for the transfer: ours, so it plays the tone
+        new.replacement = True  # (started once confirmed, as for a replacement)
+        self.peer.calls.append(new)
+        prm.newCall = new
 
     def onCallTransferStatus(self, prm: Any) -> None:
         say(f"XFER {prm.statusCode}" + (" final" if prm.finalNotify else ""))
         if prm.finalNotify:
             self.xfer_final = prm.statusCode or 1
+
+    def onCallReplaced(self, prm: Any) -> None:  # an INVITE with Replaces took this call's place (RFC 3891)
+        new = Call(self.peer.acc, self.peer, prm.newCallId)
+        new.replacement = True
+        self.peer.calls.append(new)
+        prm.newCall = new
+        say("REPLACED")
 
     def rx_packets(self) -> int:
         try:
@@ -167,6 +186,8 @@ def main() -> int:
     ap.add_argument("--answer", action="store_true")
     ap.add_argument("--ring", type=float, default=0.0, help="answer mode: ring this long before the 200")
     ap.add_argument("--cancel-after", type=float, default=0.0, help="call mode: hang up (CANCEL) while ringing")
+    ap.add_argument("--linger", type=float, default=0.0,
+                    help="after the steps, wait up to this long for every call (e.g. a replacement) to end")
     ap.add_argument("steps", nargs="*")  # (see the module docstring)
     args = ap.parse_args()
     peer = Peer(args)
@@ -195,6 +216,8 @@ def main() -> int:
                 break
             run_step(peer, call, step)
     peer.poll(0.3)
+    if args.linger > 0:
+        peer.poll_until(lambda: all(c.disconnected for c in peer.calls), args.linger)
     say(f"CALLS {len(peer.calls)}")
     for c in peer.calls:
         if not c.disconnected:

@@ -134,6 +134,7 @@ async def test_kernel_backlog_gives_503(raw: RawSip) -> None:
             assert (udp_rx_queue(ep.port) or 0) > 20_000
             ep._check_backlog()  # what the ticker does twice a second: one reading over the limit is a burst,
             assert ep._refusal() == ""
+            assert ep.rx_queue == udp_rx_queue(ep.port)  # SO_MEMINFO on our socket reads what /proc/net/udp shows
             ep._check_backlog()  # two in a row without draining is a backlog
             raw.send(raw.request("INVITE", ep.port, call_id="late", body=raw.sdp(4000)), ep.port)
         while True:

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from support.heard import heard_hz
 
 from telephony import CallFailed, CallLeg, DtmfDigit, SipEndpoint, TransferRequest
 from telephony.registrar import Registrar
+from telephony.replaces import replaces_for, uri_with_replaces
 from telephony.transfer import transfer_partner
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(60)]
@@ -218,6 +220,65 @@ async def test_pjsua2_answers_us(cell: str) -> None:
             assert "XFERREQ <sip:agent2@" in out, out[-2000:]
 
 
+async def dial_pjsua2(ep: SipEndpoint, port: int) -> CallLeg:
+    for _ in range(10):  # the subprocess needs a moment to bind its port
+        with contextlib.suppress(CallFailed):
+            return await ep.dial(f"sip:pj@127.0.0.1:{port}", timeout=3)
+        await asyncio.sleep(0.3)
+    raise AssertionError("pjsua2 did not answer")
+
+
+@pytest.mark.skipif(not HAVE_PJSUA2, reason="pip install pjsua2-python")
+@pytest.mark.parametrize("cell", ["replaces_from_peer", "replaces_to_peer"])
+async def test_pjsua2_attended_transfer(cell: str) -> None:
+    """Attended transfer (RFC 3891). replaces_from_peer: our transferor T REFERs pjsua2 to the hotline with
+    ``?Replaces=`` naming T's call with the hotline; pjsua2 sends INVITE with Replaces; the new leg takes the
+    old one's place (on_replaced), the old leg gets BYE. replaces_to_peer: T REFERs the hotline to pjsua2 with
+    ``?Replaces=`` naming T's call with pjsua2; transfer_partner dials pjsua2 with the Replaces header; pjsua2
+    swaps T's call for ours and the caller hears pjsua2's 800 Hz tone."""
+    port = free_udp_port()
+    proc = asyncio.ensure_future(run(sys.executable, str(PJ_SCRIPT), "--port", str(port), "--rtp-port",
+                                     str(free_udp_port() // 2 * 2), "--answer", "--linger", "5", "waitend",
+                                     timeout=30))
+    async with hotline() as h, hotline() as t, hotline() as c:
+        await asyncio.sleep(0.8)
+        t_p = await dial_pjsua2(t.ep, port)
+        if cell == "replaces_from_peer":
+            replaced: list[CallLeg] = []
+            h.setup = lambda leg: setattr(leg, "on_replaced", replaced.append)
+            t_h = await t.ep.dial(h.uri(), timeout=5)
+            await asyncio.wait_for(h.answered.wait(), 5)
+            h_t = h.legs[0]
+            assert await t_p.refer(uri_with_replaces(h.uri(), replaces_for(t_h)), timeout=10) == 200
+            await asyncio.wait_for(t_h.ended.wait(), 5)
+            assert t_h.end_reason == "remote_bye" and h_t.end_reason == "replaced"
+            assert len(replaced) == 1 and len(h.legs) == 1  # a replacement, not a new call (on_call not run)
+            new = replaced[0]
+            assert new.caller == "pj" and not new.ended.is_set()
+            await t_p.hangup()  # the transferor is done
+            await new.hangup()
+            rc, out = await proc
+            assert rc == 0 and "XFERREQ <sip:hotline@" in out and "Replaces=" in out, out[-2000:]
+        else:
+            c_h = await c.ep.dial(h.uri(), timeout=5)
+            await asyncio.wait_for(h.answered.wait(), 5)
+            h_c = h.legs[0]
+            h_t = await h.ep.dial(t.uri("agent1"), timeout=5)
+            await asyncio.wait_for(t.answered.wait(), 5)
+            t_h = t.legs[0]
+            h_t.on_transfer = transfer_partner(h.ep, h_c, timeout=5)
+            target = uri_with_replaces(f"sip:pj@127.0.0.1:{port}", replaces_for(t_p))
+            assert await t_h.refer(target, timeout=10) == 200  # 202, NOTIFY 100, NOTIFY 200 from the hotline
+            await asyncio.wait_for(t_p.ended.wait(), 5)
+            assert t_p.end_reason == "remote_bye"  # pjsua2 ended the replaced call
+            await t_h.hangup()
+            assert abs(await heard_hz(c_h) - 800) < 40  # the caller is bridged with pjsua2's new call
+            await c_h.hangup()  # the bridge hangs up the leg to pjsua2: its replacement call ends
+            rc, out = await proc
+            assert rc == 0 and "REPLACED" in out and out.count("STATE DISCONNECTED") >= 2, out[-2000:]
+            assert "CALLS 2" in out
+
+
 # ---------------------------------------------------------------------------------------------------- baresip
 def baresip_config(d: Path, sip_port: int, account: str) -> None:
     lo = 30000 + (free_udp_port() % 9000) // 2 * 2
@@ -282,7 +343,8 @@ async def test_baresip(cell: str, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- sipp
-SIPP_CELLS = ["digest_invite", "cancel_from_peer", "info_hold_resume_bye_from_us"]
+SIPP_CELLS = ["digest_invite", "cancel_from_peer", "info_hold_resume_bye_from_us", "dtmf_rfc4733_pcap",
+              "refer_from_peer", "glare_491"]
 
 
 @pytest.mark.skipif(not HAVE_SIPP, reason="sipp (Debian sip-tester) not installed")
@@ -296,7 +358,17 @@ async def test_sipp(cell: str, tmp_path: Path) -> None:
         extra = ["-au", "trunk1", "-ap", "s3cret"]
     if cell == "cancel_from_peer":
         kw = {"answer_delay": 3.0}
-    async with hotline(**kw) as h:
+    if cell == "dtmf_rfc4733_pcap":  # sipp replays Debian's RFC 2833 pcaps (PT 101) from its media port
+        extra = ["-mp", str(free_udp_port() // 2 * 2)]
+    async with hotline(**kw) as h, hotline() as agent2:
+        requests: list[TransferRequest] = []
+        if cell == "refer_from_peer":
+            async def dial_target(req: TransferRequest) -> None:
+                requests.append(req)
+                await h.ep.dial(req.target, timeout=5)
+
+            h.setup = lambda leg: setattr(leg, "on_transfer", dial_target)
+            extra = ["-key", "transfer_target", agent2.uri("agent2")]
         hang_up: Awaitable[None] | None = None
         if cell == "info_hold_resume_bye_from_us":
             async def bye_later() -> None:
@@ -309,6 +381,12 @@ async def test_sipp(cell: str, tmp_path: Path) -> None:
                 await asyncio.sleep(0.3)
                 await leg.hangup()
             hang_up = asyncio.ensure_future(bye_later())
+        if cell == "glare_491":
+            async def hold_after_ack() -> None:
+                await asyncio.wait_for(h.answered.wait(), 10)
+                await asyncio.wait_for(h.legs[0].acked.wait(), 5)
+                await h.legs[0].hold()  # sipp answers 491 after its own re-INVITE got our 491; we retry
+            hang_up = asyncio.ensure_future(hold_after_ack())
         rc, out = await run("sipp", "-sf", str(SIPP_DIR / f"{cell}.xml"), f"127.0.0.1:{h.ep.port}", "-i",
                             "127.0.0.1", "-p", str(free_udp_port()), "-m", "1", "-nostdin", "-timeout", "20s",
                             "-timeout_error", *extra, cwd=tmp_path, timeout=30)
@@ -320,6 +398,18 @@ async def test_sipp(cell: str, tmp_path: Path) -> None:
             assert len(h.legs) == 1
         elif cell == "cancel_from_peer":
             assert h.legs == [] and h.ep.calls == []
+        elif cell == "dtmf_rfc4733_pcap":  # the scenario checked our answer kept its telephone-event PT 101
+            await asyncio.wait_for(h.legs[0].ended.wait(), 5)
+            assert [(d.digit, d.method) for d in h.digits] == [("1", "rfc4733"), ("9", "rfc4733"), ("#", "rfc4733")]
+            assert h.legs[0].te_pt == 101 and h.legs[0].end_reason == "remote_bye"
+        elif cell == "glare_491":  # the scenario checked our 491 and that the retry still says a=sendonly
+            assert h.ep.stats["glare_retries"] == 1 and h.legs[0].end_reason == "remote_bye"
+            assert h.legs[0].local_hold == "sendonly"
+        elif cell == "refer_from_peer":  # the scenario checked 202 and both NOTIFYs (Event, sipfrag, terminated)
+            assert [r.target for r in requests] == [agent2.uri("agent2")] and "sipp@" in requests[0].referred_by
+            assert len(agent2.legs) == 1  # we dialled the Refer-To target
+            await asyncio.wait_for(h.legs[0].ended.wait(), 5)
+            assert h.legs[0].end_reason == "remote_bye"
         else:
             assert [(d.digit, d.method) for d in h.digits] == [("5", "info")]
             assert h.held and h.legs[0].end_reason == "local_hangup"

@@ -154,3 +154,19 @@ def test_rate_limiter_reject_then_drop_then_refill() -> None:
     clock.t += 1.0  # 10 tokens back
     assert [lim.check("1.2.3.4") for _ in range(10)] == ["ok"] * 10
     assert lim.stats == {"passed": 31, "rejected": 5, "dropped": 15}
+
+
+@pytest.mark.parametrize("alg", ["SHA-256", "MD5"])
+def test_ha1_records_authenticate_like_passwords_and_removal_drops_bindings(alg: str) -> None:
+    from telephony.registrar import Ha1, ha1_of
+
+    reg = Registrar({"anna": ha1_of("anna", "hotline", "s3cret-phone-pw")}, algorithms=(alg,))
+    challenge = reg.handle(register(), ("127.0.0.1", 5090)).headers[0][1]
+    wrong = reg.handle(register(auth=answer(challenge, "guess"), cseq=2), ("127.0.0.1", 5090))
+    assert wrong.status == 401 and reg.stats["refused"] == 1
+    ok = reg.handle(register(auth=answer(challenge, "s3cret-phone-pw", nc=2), cseq=3), ("127.0.0.1", 5090))
+    assert ok.status == 200 and reg.lookup("anna") == "sip:anna@127.0.0.1:5090" and reg.authenticated_with == {alg: 1}
+    reg.set_user("anna", Ha1("hotline", {"MD5" if alg == "SHA-256" else "SHA-256": "0" * 32}))  # no hash for alg
+    again = reg.handle(register(auth=answer(challenge, "s3cret-phone-pw", nc=3), cseq=4), ("127.0.0.1", 5090))
+    assert again.status == 401
+    assert reg.remove_user("anna") and reg.lookup("anna") is None
