@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import func, select
 
 from recordings.models import Call, Complaint, IntentRecord, TranscriptLine
+from recordings.sentiment import LABELS, CallSentiment, SentimentStore
 from recordings.store import aware
 
 if TYPE_CHECKING:
@@ -165,6 +166,10 @@ def report(
                           Call.last_intent.is_(None), Call.id.not_in(understood)), Call.started_at)).all()
         complaints = conn.execute(
             window(select(Complaint.category, func.count()).group_by(Complaint.category), Complaint.created_at)).all()
+        moods = conn.execute(window(select(CallSentiment.call_id, CallSentiment.label, CallSentiment.angry)
+                                    .join(Call, Call.id == CallSentiment.call_id), Call.started_at)).all() if by else []
+    # Caller sentiment (recordings/sentiment.py): the dashboard's own summary, and per group the same counts.
+    mood: dict[str, Any] = {"total": SentimentStore(store.engine).summary(since=since, until=until), "groups": {}}
 
     groups: list[Figures] = []
     if by:
@@ -172,6 +177,13 @@ def report(
         for r in rows:
             buckets[_key(r, by)].append(r)
         groups = [_figures(k, v, sl_threshold_s) for k, v in sorted(buckets.items())]
+        key_of = {r.id: _key(r, by) for r in rows}
+        for call_id, label, angry in moods:
+            g = mood["groups"].setdefault(key_of.get(call_id, "?"),
+                                          {"scored": 0, "angry": 0, "labels": dict.fromkeys(LABELS, 0)})
+            g["scored"] += 1
+            g["angry"] += 1 if angry else 0
+            g["labels"][label] = g["labels"].get(label, 0) + 1
     asked: Counter[str] = Counter()
     example: dict[str, str] = {}
     for ln in lines:
@@ -185,6 +197,7 @@ def report(
         intent_mix=sorted(((str(i), int(n)) for i, n in intents), key=lambda x: (-x[1], x[0])),
         unanswered=[(q, n, example[q]) for q, n in asked.most_common(top)],
         complaint_categories=sorted(((str(c), int(n)) for c, n in complaints), key=lambda x: (-x[1], x[0])),
+        extra={"mood": mood},
     )
 
 
@@ -211,4 +224,26 @@ def format_report(rep: Report) -> str:
     out.append("top unanswered questions:" + ("" if rep.unanswered else " -"))
     out += [f"  {n:>4}x  {q}  (e.g. call {c})" for q, n, c in rep.unanswered]
     out.append("complaint categories: " + (", ".join(f"{c} {n}" for c, n in rep.complaint_categories) or "-"))
+    out += format_mood(rep.extra.get("mood"))
     return "\n".join(out)
+
+
+def _labels(labels: dict[str, int]) -> str:
+    calm = labels.get("neutral", 0) + labels.get("positive", 0)
+    return (f"angry {labels.get('angry', 0)}, negative {labels.get('negative', 0)}, calm {calm} "
+            f"(neutral {labels.get('neutral', 0)}, positive {labels.get('positive', 0)})")
+
+
+def format_mood(mood: dict[str, Any] | None) -> list[str]:
+    """Caller sentiment as the dashboard shows it: calls scored, flagged angry, the label at the end of each
+    call (calm = neutral + positive), the mean score, the latest angry calls; per group with --by."""
+    if not mood:
+        return []
+    t = mood["total"]
+    mean = "-" if t["mean_score"] is None else f"{t['mean_score']:+.2f}"
+    out = [f"caller mood: {t['scored']} calls scored, {t['angry']} flagged angry ({_pct(t['angry_rate'])}), "
+           f"mean score {mean}; at the end of the call: {_labels(t['labels'])}"]
+    for group, g in sorted(mood["groups"].items()):
+        out.append(f"  {group[:20]:<20} {g['scored']:>4} scored, {g['angry']:>3} flagged angry; {_labels(g['labels'])}")
+    out.append("angry calls (latest first): " + (", ".join(t["angry_calls"]) or "-"))
+    return out

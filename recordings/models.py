@@ -171,3 +171,28 @@ class Complaint(Base):
     category: Mapped[str] = mapped_column(String(64), index=True)
     status: Mapped[str] = mapped_column(String(16), default="open")  # open | in_progress | resolved | closed
     text: Mapped[str] = mapped_column(Text, default="")
+
+
+class CallbackRecord(Base):
+    """A promised callback (migration 0006; recordings/callbacks.py): kept until it is made, fails or expires."""
+
+    __tablename__ = "callbacks"
+    __table_args__ = (Index("ix_callbacks_state_node", "state", "node"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    queue: Mapped[str] = mapped_column(String(64))
+    number: Mapped[str] = mapped_column(Text)  # sealed with the recording key when one is set
+    number_hint: Mapped[str] = mapped_column(String(32))
+    language: Mapped[str] = mapped_column(String(8))
+    context: Mapped[str] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    priority: Mapped[int] = mapped_column(Integer)
+    place: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))  # pending dialling connected done failed expired
+    reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    node: Mapped[str] = mapped_column(String(64))
+    queue_entry: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -74,6 +74,10 @@ class RoutingOverrides:
         with self.engine.begin() as conn:
             return bool(conn.execute(overrides_table.delete().where(t.kind == kind, t.name == name)).rowcount)
 
+    def get(self, kind: Kind, name: str) -> Override | None:
+        """One stored override, or None (none stored, or not JSON: logged)."""
+        return next((o for o in self.all(kind) if o.name == name), None)
+
     def all(self, kind: Kind | None = None) -> list[Override]:
         q = overrides_table.select().order_by(overrides_table.c.kind, overrides_table.c.name)
         if kind is not None:

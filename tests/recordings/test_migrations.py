@@ -12,7 +12,7 @@ from recordings.migrate import current, head, upgrade
 
 TABLES = {"calls", "transcript_lines", "legs", "intents", "intent_slots", "dtmf", "queue_entries", "agent_sessions",
           "agent_states", "complaints", "users", "web_sessions", "audit_log", "call_sentiment", "routing_overrides",
-          "alembic_version"}
+          "sip_accounts", "alembic_version"}
 
 
 def _exercise(store: CallStore) -> None:
