@@ -54,7 +54,7 @@ from routing.strategies import (
     register_strategy,
     strategy_names,
 )
-from routing.transfer import TransferDesk, TransferRefused, TransferRequest
+from routing.transfer import TargetBusy, TransferDesk, TransferRefused, TransferRequest, queue_for_agent
 
 __all__ = [
     "AbandonedCall",
@@ -97,6 +97,7 @@ __all__ = [
     "StateChange",
     "Strategy",
     "SystemClock",
+    "TargetBusy",
     "TransferDesk",
     "TransferRefused",
     "TransferRequest",
@@ -107,6 +108,7 @@ __all__ = [
     "make_strategy",
     "meets",
     "needs_of",
+    "queue_for_agent",
     "register_strategy",
     "render_agents",
     "render_queues",

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from routing.agents import AgentProfile
-from routing.distributor import CallDistributor, check_name
+from routing.distributor import CallDistributor, QueueConfig, check_name
 from routing.hours import OpeningHours
 from routing.states import AgentState
 from routing.strategies import strategy_names
@@ -159,3 +159,61 @@ def queue_as_data(acd: CallDistributor, name: str) -> dict[str, Any]:
 def agent_as_data(profile: AgentProfile) -> dict[str, Any]:
     return {"name": profile.name, "uri": profile.uri, "skills": dict(profile.skills),
             "queues": sorted(profile.queues)}
+
+
+@dataclass(frozen=True)
+class RoutingBase:
+    """The queues and agents as the YAML configuration built them, before stored overrides were laid over them:
+    what "reset to the configuration file" goes back to. Take it with `RoutingBase.of(acd)` before
+    `apply_overrides`."""
+
+    queues: Mapping[str, QueueConfig]
+    agents: Mapping[str, AgentProfile]
+
+    @classmethod
+    def of(cls, acd: CallDistributor) -> RoutingBase:
+        return cls({n: acd.queue_config(n) for n in acd.queue_names}, {r.id: r.profile for r in acd.agents()})
+
+
+def reset_queue(acd: CallDistributor, base: RoutingBase, name: str) -> QueueConfig:
+    """Puts queue `name` back to its YAML parameters, live (waiting calls keep their place). KeyError if the
+    YAML has no such queue."""
+    cfg = base.queues[name]
+    return acd.update_queue(name, **{f.name: getattr(cfg, f.name) for f in fields(QueueConfig) if f.name != "name"})
+
+
+def reset_agent(acd: CallDistributor, base: RoutingBase, agent_id: str) -> str:
+    """Puts agent `agent_id` back to the YAML's profile, or, for an agent the YAML does not have (added in the
+    console), removes her from the running distributor (`CallDistributor.remove_agent`: gone from the queues'
+    statistics and the wallboard). Returns "live", "after_call" (her profile changes when her call ends) or
+    "removed". ValueError if she is not in the YAML and is ringing, on a call or in wrap-up (nothing changed)."""
+    profile = base.agents.get(agent_id)
+    if profile is not None:
+        return "live" if acd.put_agent(profile, AgentState.AVAILABLE) else "after_call"
+    try:
+        rec = acd.agent(agent_id)
+    except KeyError:
+        return "removed"  # never added here (stored under `hotline console` alone)
+    acd.remove_agent(rec.id, "removed_by_admin")  # ValueError while ringing, on a call or in wrap-up
+    return "removed"
+
+
+def sync_one(
+    acd: CallDistributor, base: RoutingBase, kind: str, name: str, stored: Mapping[str, Any] | None
+) -> str:
+    """Makes one queue or agent of this worker match the database: its stored override if there is one, else
+    the YAML's (a reset or a removal made on another worker). Returns what `reset_*`/`put_agent` did or
+    "applied"; ValueError if the stored row no longer fits (logged by the caller; the current value stays)."""
+    if kind == "queue":
+        if name not in acd.queue_names:
+            raise ValueError(f"no queue {name} on this worker")
+        if stored is None:
+            reset_queue(acd, base, name)
+        else:
+            acd.update_queue(name, **queue_changes(stored))
+        return "applied"
+    if kind == "agent":
+        if stored is None:
+            return reset_agent(acd, base, name)
+        return "live" if acd.put_agent(agent_profile(name, stored), AgentState.AVAILABLE) else "after_call"
+    raise ValueError(f"kind must be queue or agent, not {kind[:20]!r}")

@@ -77,6 +77,7 @@ class AgentDirectory(Protocol):
     def get(self, agent_id: str) -> AgentRecord: ...  # raises UnknownAgent
     def all(self) -> list[AgentRecord]: ...
     def save(self, record: AgentRecord) -> None: ...  # persist a changed record (no-op in memory)
+    def remove(self, agent_id: str) -> None: ...  # forget an agent (UnknownAgent if not there)
 
 
 class ReservationStore(Protocol):
@@ -105,6 +106,10 @@ class InMemoryAgentDirectory:
 
     def save(self, record: AgentRecord) -> None:
         pass
+
+    def remove(self, agent_id: str) -> None:
+        if self._records.pop(agent_id, None) is None:
+            raise UnknownAgent(agent_id)
 
 
 class InMemoryReservationStore:

@@ -41,11 +41,11 @@ from routing.events import (
     RoutingEvent,
 )
 from routing.hours import OpeningHours
-from routing.skills import Needs, meets, merge_needs, needs_of
+from routing.skills import Needs, Relaxation, meets, merge_needs, needs_of, relax_reason, without
 from routing.states import MANUAL_STATES, AgentState, AgentStatus
 from routing.stats import QueueStatistics
 from routing.strategies import Strategy, make_strategy
-from routing.transfer import TransferDesk
+from routing.transfer import TargetBusy, TransferDesk, TransferRefused
 
 log = logging.getLogger(__name__)
 S = AgentState
@@ -224,6 +224,10 @@ class _Entry:
     closed: bool = False
     not_before: float = 0.0  # a callback whose customer did not answer waits until then for its next try
     attempts: int = 0  # callback dial attempts that found nobody
+    relax: list[str] = field(default_factory=list)  # call skills that may be dropped, in this order
+    relax_after_s: float | None = None
+    relax_since: float = 0.0  # joined, or last relaxed
+    relaxed: list[Relaxation] = field(default_factory=list)
 
     def key(self) -> tuple[int, float, int]:
         return (-self.priority, self.arrived_at, self.seq)
@@ -250,7 +254,8 @@ class CallDistributor:
         self._dispatching = False
         self._again = False
         self._pending_profiles: dict[str, AgentProfile] = {}  # admin changes waiting for the call to end
-        self.transfers = TransferDesk(lambda: self.queue_names)  # agent transfers (routing/transfer.py)
+        self.transfers = TransferDesk(lambda: self.queue_names, self)  # agent transfers (routing/transfer.py)
+        self._front: set[str] = set()  # calls to queue at the front next time (a named transfer failed)
         for q in queues:
             self.add_queue(q)
 
@@ -310,6 +315,19 @@ class CallDistributor:
         self._pending_profiles[profile.id] = profile
         log.info("agent %s changed; applied after her call %s", profile.id, rec.call_id)
         return False
+
+    def remove_agent(self, agent_id: str, reason: str = "removed_by_admin") -> None:
+        """Forgets an agent for good (an admin removed her): she is logged out, then dropped from the
+        directory, the queue statistics and the wallboard. Refused with ValueError (nothing changed) while she
+        is ringing, on a call or in wrap-up; UnknownAgent if there is no such agent."""
+        rec = self.agent(agent_id)
+        if rec.state not in _RESTING:
+            raise ValueError(f"agent {agent_id} is {rec.state}: remove her when her call is done")
+        if rec.state is not S.LOGGED_OUT:
+            self._move(rec, S.LOGGED_OUT, reason)  # listeners (records, bus) see her leave
+        self._pending_profiles.pop(agent_id, None)
+        self.directory.remove(agent_id)
+        log.info("agent %s removed (%s)", agent_id, reason)
 
     def pending_profile(self, agent_id: str) -> AgentProfile | None:
         """An admin change waiting for the agent's call to end, if any."""
@@ -382,12 +400,16 @@ class CallDistributor:
         priority: int = 0,
         needs: Mapping[str, int] | None = None,
         timeout: float | None = None,
+        relax: Iterable[str] = (),
+        relax_after_s: float | None = None,
     ) -> AgentProfile | None:
         """Queues the call (or rejoins its kept place) and waits until an agent is reserved (ringing).
 
         Returns the agent, or None on timeout (counted as abandoned), when the caller took a callback,
         or when `leave()` removed the call. Raises QueueClosed outside opening hours. Higher `priority`
         goes first (VIP tiers); `needs` adds per-call skills (language, product) to the queue's.
+        `relax`: call skills that may be dropped, in this order, when no logged-in agent of the queue
+        meets the needs, or nobody meeting them is reserved within `relax_after_s` (see `relaxed()`).
         """
         entry = self._entries.get(call_id)
         if entry is None:
@@ -397,8 +419,15 @@ class CallDistributor:
                 raise QueueClosed(queue, cfg.hours.next_opening(wall))
             now = self.clock.monotonic()
             call_needs = needs_of(needs)
+            arrived = now
+            if call_id in self._front:  # back from a transfer to a named agent that failed: first in line
+                self._front.discard(call_id)
+                arrived = min((e.arrived_at for e in self._entries.values() if e.queue == queue), default=now) - 1
             entry = _Entry(call_id, queue, priority + cfg.priority, call_needs,
-                           merge_needs(needs_of(cfg.needs), call_needs), now, now, next(self._seq))
+                           merge_needs(needs_of(cfg.needs), call_needs), arrived, now, next(self._seq))
+            entry.relax = [s for s in relax if any(r.skill == s for r in call_needs)]
+            entry.relax_after_s, entry.relax_since = relax_after_s, now
+            self._relax(entry, now)
             self._entries[call_id] = entry
             self._stats[queue].offered += 1
             self._emit(CallQueued(call_id, queue, priority, self._position(entry)))
@@ -485,6 +514,29 @@ class CallDistributor:
                          key=_Entry.key)
         return [e.callback for e in entries if e.callback is not None]
 
+    def waited_s(self, call_id: str) -> float | None:
+        """How long the call has held its place (since its first arrival), or None if it is not queued."""
+        entry = self._entries.get(call_id)
+        return None if entry is None else self.clock.monotonic() - entry.arrived_at
+
+    def restore_callback(self, call_id: str, queue: str, number: str, *, priority: int, requested_at: datetime,
+                         waited_s: float = 0.0, attempts: int = 0) -> CallbackRequest:
+        """Takes back a callback promised before this process started (a restart, or a dead worker's, read
+        from the database): it keeps the place it had `waited_s` ago, with the stored `priority` (queue
+        priority included). Opening hours do not apply: it was promised. Due as soon as an agent is free."""
+        if call_id in self._entries:
+            raise RuntimeError(f"call {call_id} is already queued")
+        cfg = self.queue_config(queue)
+        now = self.clock.monotonic()
+        arrived = now - max(0.0, waited_s)
+        entry = _Entry(call_id, queue, priority, (), needs_of(cfg.needs), arrived, arrived, next(self._seq))
+        entry.attempts = attempts
+        entry.callback = CallbackRequest(call_id, number, queue, priority, requested_at)
+        self._entries[call_id] = entry
+        log.info("callback %s restored in %s (priority %d, waited %.0f s)", call_id, queue, priority, waited_s)
+        self._dispatch()
+        return entry.callback
+
     # -- ring handling -----------------------------------------------------------------------
     def answered(self, ref: AgentRef) -> None:
         """The reserved agent picked up: agent on_call, the call leaves the queue (answered, with its wait)."""
@@ -547,6 +599,69 @@ class CallDistributor:
         elif rec.state is S.ON_CALL:
             self.finished(rec)
 
+    # -- transfers by agents (routing/transfer.py) ------------------------------------------------
+    def allowed(self, agent_id: str, queue: str) -> bool:
+        """Whether the agent takes calls of `queue` (her queue list and skills), whatever her state."""
+        rec = self.agent(agent_id)
+        cfg = self.queue_config(queue)
+        return serves(rec.profile, queue) and meets(rec.skills, needs_of(cfg.needs))
+
+    def check_target(self, agent_id: str, queue: str) -> None:
+        """Raises TransferRefused if the agent is unknown or not allowed for `queue`, TargetBusy if not ready."""
+        try:
+            rec = self.agent(agent_id)
+        except KeyError:
+            raise TransferRefused(f"unknown agent {agent_id[:80]!r}") from None
+        if queue not in self._queues:
+            raise TransferRefused(f"unknown queue {queue[:80]!r}")
+        if not self.allowed(agent_id, queue):
+            raise TransferRefused(f"agent {agent_id} does not take calls of {queue}")
+        if rec.state is not S.AVAILABLE:
+            raise TargetBusy(f"agent {agent_id} is {rec.state.value.replace('_', ' ')}")
+
+    def reserve_agent(self, agent_id: str, call_id: str, queue: str) -> AgentProfile:
+        """Transfer or consultation to a named agent: reserves her (ringing) for `call_id` as a call of
+        `queue`, outside the queue's order. Then report on her as for any call (answered/no_answer/
+        release, finished). Raises TransferRefused (unknown, not allowed) or TargetBusy (not ready, taken)."""
+        self.check_target(agent_id, queue)
+        rec = self.agent(agent_id)
+        if not self.store.try_reserve(rec.id, call_id):
+            raise TargetBusy(f"agent {agent_id} was just given another call")
+        rec.call_id, rec.queue, rec.ring_started = call_id, queue, self.clock.monotonic()
+        self._move(rec, S.RINGING, f"call {call_id} (transfer)")
+        log.info("call %s reserved agent %s by name (%s)", call_id, rec.id, queue)
+        self._emit(AgentReserved(call_id, queue, rec.id))
+        return rec.profile
+
+    def claim_agent(self, agent_id: str, call_id: str, queue: str) -> AgentState:
+        """An agent who takes `call_id` from a colleague's phone (attended transfer, RFC 3891 Replaces:
+        hotline/attended.py): reserved for it (ringing) as a call of `queue` whatever her resting state
+        (available, wrap-up, break, not ready, logged out); report on her then as for any call. Returns the
+        state she was in (give it back with `set_state` after `release` if the transfer fails). Raises
+        TransferRefused (unknown agent or queue) or TargetBusy (ringing or on another call)."""
+        try:
+            rec = self.agent(agent_id)
+        except KeyError:
+            raise TransferRefused(f"unknown agent {agent_id[:80]!r}") from None
+        if queue not in self._queues:
+            raise TransferRefused(f"unknown queue {queue[:80]!r}")
+        before = rec.state
+        if before not in _RESTING and before is not S.WRAP_UP:
+            raise TargetBusy(f"agent {agent_id} is {before.value.replace('_', ' ')} for another call")
+        if before is not S.AVAILABLE:  # (no dispatch: she is taken at once below)
+            self._move(rec, S.AVAILABLE, f"took call {call_id} from a colleague")
+        if not self.store.try_reserve(rec.id, call_id):
+            raise TargetBusy(f"agent {agent_id} was just given another call")
+        rec.call_id, rec.queue, rec.ring_started = call_id, queue, self.clock.monotonic()
+        self._move(rec, S.RINGING, f"call {call_id} (attended transfer)")
+        log.info("call %s: agent %s claimed (attended transfer, %s; was %s)", call_id, rec.id, queue, before)
+        self._emit(AgentReserved(call_id, queue, rec.id))
+        return before
+
+    def queue_at_front(self, call_id: str) -> None:
+        """The call's next `acquire` puts it first in line (ahead of callers of the same priority)."""
+        self._front.add(call_id)
+
     # -- time ----------------------------------------------------------------------------------
     def poll(self) -> None:
         """Time-driven work: wrap-ups that ended, stale rings, max waits (overflow or callback offer)."""
@@ -560,6 +675,8 @@ class CallDistributor:
                     log.warning("agent %s rang %.0f s without a report: no answer", rec.id, now - rec.ring_started)
                     self.no_answer(rec)
         for entry in list(self._entries.values()):
+            if entry.relax and entry.agent_id is None and entry.callback is None:
+                self._relax(entry, now)
             if entry.agent_id is not None or entry.callback is not None or entry.max_wait_fired:
                 continue
             cfg = self._queues[entry.queue]
@@ -581,6 +698,37 @@ class CallDistributor:
         while True:
             self.poll()
             await asyncio.sleep(interval)
+
+    # -- skills relaxation ------------------------------------------------------------------------
+    def relaxed(self, call_id: str) -> list[Relaxation]:
+        """The skills this waiting (or ringing) call no longer asks for, in the order they were dropped."""
+        entry = self._entries.get(call_id)
+        return list(entry.relaxed) if entry is not None else []
+
+    def call_needs(self, call_id: str) -> dict[str, int]:
+        """What an agent needs now to take this queued call (the queue's needs and the call's own)."""
+        entry = self._entries.get(call_id)
+        return {r.skill: r.min_level for r in entry.needs} if entry is not None else {}
+
+    def _relax(self, entry: _Entry, now: float) -> None:
+        """Drops the call's next relaxable skill while nobody logged in could ever meet the needs, or once
+        `relax_after_s` passed without an agent (product skills come first in `relax`, then the language)."""
+        cfg = self._queues[entry.queue]
+        queue_needs = needs_of(cfg.needs)
+        while entry.relax:
+            staffed = [r.skills for r in self.agents() if r.state is not S.LOGGED_OUT
+                       and serves(r.profile, entry.queue) and meets(r.skills, queue_needs)]
+            reason = relax_reason(entry.call_needs, queue_needs, staffed, now - entry.relax_since, entry.relax_after_s)
+            if reason is None:
+                return
+            skill = entry.relax.pop(0)
+            entry.call_needs = without(entry.call_needs, skill)
+            entry.needs = merge_needs(queue_needs, entry.call_needs)
+            entry.relaxed.append(Relaxation(skill, reason, now - entry.queued_at))
+            entry.relax_since = now
+            log.info("call %s in %s: %s", entry.call_id, entry.queue, entry.relaxed[-1].describe())
+            if reason == "timeout":
+                return  # one skill per relax_after_s
 
     # -- announcements and statistics ------------------------------------------------------------
     def call_queue(self, call_id: str) -> str | None:
@@ -795,8 +943,13 @@ class QueueView:
         return self.acd.free_agents(self.name)
 
     async def acquire(self, call_id: str, timeout: float | None = None, *, priority: int = 0,
-                      needs: Mapping[str, int] | None = None) -> AgentProfile | None:
-        return await self.acd.acquire(self.name, call_id, priority=priority, needs=needs, timeout=timeout)
+                      needs: Mapping[str, int] | None = None, relax: Iterable[str] = (),
+                      relax_after_s: float | None = None) -> AgentProfile | None:
+        return await self.acd.acquire(self.name, call_id, priority=priority, needs=needs, timeout=timeout,
+                                      relax=relax, relax_after_s=relax_after_s)
+
+    def relaxed(self, call_id: str) -> list[Relaxation]:
+        return self.acd.relaxed(call_id)
 
     def release(self, agent: AgentRef) -> None:
         self.acd.release(agent)

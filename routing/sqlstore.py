@@ -213,6 +213,19 @@ class SqlAgentStore:
                         record.id, record.state)
             self._refresh(force=True)
 
+    def remove(self, agent_id: str) -> None:
+        """Forgets an agent here and deletes her shared row (unless another worker holds her for a call: then
+        the row stays, and goes when that worker removes her too)."""
+        if self._records.pop(agent_id, None) is None:
+            raise UnknownAgent(agent_id)
+        self._configured.discard(agent_id)
+        t = agents_table.c
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.delete(agents_table).where(t.id == agent_id, t.node.is_(None)))
+        except SQLAlchemyError as exc:
+            self._db_error("remove agent " + agent_id, exc)
+
     # -- ReservationStore ------------------------------------------------------------------------
     def try_reserve(self, agent_id: str, call_id: str) -> bool:
         """One conditional UPDATE: True only if the agent was available and unreserved."""
@@ -344,6 +357,10 @@ class SqlAgentStore:
             return
         self._last_refresh = mono
         wall = self._wall()
+        for gone in set(self._records) - {row["id"] for row in rows}:  # removed by an admin on another worker
+            del self._records[gone]
+            self._configured.discard(gone)
+            log.info("agent %s is no longer in the shared table: removed here too", gone)
         for row in rows:
             rec = self._records.get(row["id"])
             if rec is None:  # configured on another worker only

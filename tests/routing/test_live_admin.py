@@ -129,3 +129,20 @@ def test_stored_overrides_win_over_yaml_and_bad_ones_are_skipped(clock: ManualCl
     assert [w for w, _ in done.skipped] == ["queue gone", "agent dave"]
     assert acd.queue_config("general").wrap_up_s == 30 and dict(acd.agent("anna").skills) == {"en": 3}
     assert acd.agent("carl").state is S.AVAILABLE
+
+
+def test_remove_agent_drops_a_resting_agent_and_refuses_one_on_a_call() -> None:
+    from routing.agents import UnknownAgent
+    from routing.events import AgentStateChanged
+
+    acd = CallDistributor([QueueConfig("general")])
+    events: list[object] = []
+    acd.subscribe(events.append)
+    acd.add_agent(AgentProfile("ann", "sip:ann@127.0.0.1:5090"), AgentState.AVAILABLE)
+    acd.add_agent(AgentProfile("bo", "sip:bo@127.0.0.1:5091"), AgentState.ON_BREAK)
+    acd.remove_agent("ann")
+    assert [r.id for r in acd.agents()] == ["bo"] and acd.queue_snapshot("general").agents_staffed == 0
+    left = [e for e in events if isinstance(e, AgentStateChanged) and e.agent_id == "ann"][-1]
+    assert (left.new, left.reason) == (AgentState.LOGGED_OUT, "removed_by_admin")  # records and bus see her leave
+    with pytest.raises(UnknownAgent):
+        acd.remove_agent("ann")

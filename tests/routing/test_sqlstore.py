@@ -264,3 +264,29 @@ def test_a_database_restart_costs_reservations_not_the_worker() -> None:
                 break
         assert store.holder("a1") == "call-2"
         store.close()
+
+
+async def test_an_agent_removed_on_each_worker_leaves_the_shared_table(sqlite_url: str) -> None:
+    """The console removes an agent on one worker (routing/admin.py reset_agent), routing_sync on the other:
+    the row is deleted, neither distributor, snapshot nor queue count has her; one on a call is refused."""
+    w1 = _acd(SqlAgentStore(sqlite_url, node="w1", refresh_s=0))
+    w2 = _acd(SqlAgentStore(sqlite_url, node="w2", refresh_s=0))
+    _agents(w1, 2)
+    _agents(w2, 2)
+    agent = await w1.acquire("general", "call-1", timeout=1)
+    assert agent is not None
+    with pytest.raises(ValueError, match="when her call is done"):
+        w1.remove_agent(agent.id)
+    with pytest.raises(ValueError, match="when her call is done"):  # ringing for w1's call, seen by w2
+        w2.remove_agent(agent.id)
+    w1.release(agent)
+    w1.remove_agent(agent.id)
+    engine = w2.directory.engine  # type: ignore[attr-defined]
+    assert {s.id for s in agent_snapshots_from_db(engine)} == {"a0", "a1"} - {agent.id}
+    with pytest.raises(KeyError):  # the other worker sees her row gone: removed there too (routing_sync: "removed")
+        w2.remove_agent(agent.id)
+    for acd in (w1, w2):
+        assert agent.id not in {r.id for r in acd.agents()} and agent.id not in {s.id for s in acd.agent_snapshots()}
+        assert acd.queue_snapshot("general").agents_staffed == 1
+    got = await w2.acquire("general", "call-2", timeout=1)
+    assert got is not None and got.id != agent.id

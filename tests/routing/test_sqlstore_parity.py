@@ -28,9 +28,11 @@ def _load(file: str) -> Any:
 
 _rules = _load("test_distributor.py")
 Recorder = _load("conftest.py").Recorder
-for _name in dir(_rules):  # the rules that build their distributor through the make_acd fixture
-    if _name.startswith("test_") and "make_acd" in inspect.signature(getattr(_rules, _name)).parameters:
-        globals()[_name] = getattr(_rules, _name)
+_call_skills = _load("test_call_skills.py")  # skills from the call: needs, relaxation, VIP order
+for _module in (_rules, _call_skills):
+    for _name in dir(_module):  # the rules that build their distributor through the make_acd fixture
+        if _name.startswith("test_") and "make_acd" in inspect.signature(getattr(_module, _name)).parameters:
+            globals()[_name] = getattr(_module, _name)
 
 
 @pytest.fixture
