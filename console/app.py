@@ -28,7 +28,9 @@ from console.kb import KnowledgeAdmin
 from console.listen import ListenSource
 from console.live import LiveHub
 from console.metrics import HotlineMetrics
+from console.prompts import PromptAdmin
 from console.ratelimit import LoginRateLimiter
+from console.routing_admin import RoutingHooks
 from console.settings import ConsoleSettings
 from recordings import CallStore
 from recordings.users import UserStore
@@ -55,11 +57,15 @@ def create_app(
     knowledge: KnowledgeAdmin | None = None,
     chat: ChatTurn | None = None,
     listen: ListenSource | None = None,
+    routing: RoutingHooks | None = None,
+    prompts: PromptAdmin | None = None,
 ) -> web.Application:
     """The console for one call store; `subscribe(listener) -> unsubscribe` connects it to the event bus.
     `knowledge` (console.kb.KnowledgeAdmin) enables the knowledge-base editor, `chat` (console.chat.ChatTurn)
     the chat channel; both come from the composition (hotline/web.py), never from dialog/ directly.
-    `listen` (console.listen.ListenSource) taps live calls for the supervisor's listen-in."""
+    `listen` (console.listen.ListenSource) taps live calls for the supervisor's listen-in; `routing`
+    (console.routing_admin.RoutingHooks) gives the queue and agent pages the YAML's base and a way to tell
+    other workers of a change."""
     from console import api, kb, pages, transfer_api
     from console import chat as chat_routes
     from console import listen as listen_routes
@@ -91,7 +97,10 @@ def create_app(
     transfer_api.add_routes(app)  # agent transfers (routing/transfer.py)
     from console import routing_admin
 
-    routing_admin.add_routes(app)  # /admin/queues and /admin/agents
+    routing_admin.add_routes(app, routing)  # /admin/queues and /admin/agents
+    from console import prompts as prompt_routes
+
+    prompt_routes.add_routes(app, prompts)  # /admin/prompts (hotline/prompts_live.py)
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
 
     sweeper: list[asyncio.Task[None]] = []

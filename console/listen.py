@@ -4,17 +4,22 @@
 binary messages of PCM16 little-endian mono at 8 kHz, 100 ms each (1600 bytes), which the wallboard plays
 with WebAudio. The console never imports telephony/ or hotline/: the composition hands `create_app` a
 `ListenSource` (hotline/listen_live.py) that taps the call's leg. A listener that does not keep up loses
-audio (bounded queue), never slows the call. Listen only: nothing the supervisor says reaches the call.
+audio (bounded queue), never slows the call.
+
+`GET /ws/whisper/{call_id}` (same roles) is the other way: the supervisor's microphone, 8 kHz PCM16 from the
+page, mixed into what the agent hears only (hotline/whisper_live.py); audited `whisper_start` / `whisper_end`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
@@ -64,14 +69,18 @@ class _Feed:
         self.queue.put_nowait(None)
 
 
+def _same_origin(request: web.Request, user: str) -> None:
+    origin = request.headers.get("Origin")
+    if origin and origin.split("://", 1)[-1] != request.host:
+        log.warning("console: %s WebSocket from foreign origin %s refused (%s)", request.path, origin, user)
+        raise web.HTTPForbidden(text='{"error": "foreign origin"}', content_type="application/json")
+
+
 @requires(Role.SUPERVISOR)
 async def listen_ws(request: web.Request) -> web.StreamResponse:
     c, user = ctx(request), user_of(request)
     call_id = checked_call_id(request.match_info["call_id"])
-    origin = request.headers.get("Origin")
-    if origin and origin.split("://", 1)[-1] != request.host:
-        log.warning("console: listen-in WebSocket from foreign origin %s refused (%s)", origin, user.name)
-        raise web.HTTPForbidden(text='{"error": "foreign origin"}', content_type="application/json")
+    _same_origin(request, user.name)
     source: ListenSource | None = c.listen
     if source is None:
         raise web.HTTPNotFound(text='{"error": "listen-in needs the calls: run hotline serve"}',
@@ -152,5 +161,154 @@ async def _pump(request: web.Request, ws: web.WebSocketResponse, feed: _Feed) ->
             await read_task  # gone before close() reads the client's close frame itself
 
 
+async def _session_valid(request: web.Request) -> bool:
+    c = ctx(request)
+    return bool(await c.db(c.users.session, request.get(SESSION_TOKEN, ""), idle_s=c.settings.session_idle_s,
+                           max_age_s=c.settings.session_max_s))
+
+
+# -- whisper (coach): the supervisor talks to the agent only ---------------------------------------------------
+WHISPER_MAX_MSG = 3200  # 200 ms of PCM16 at 8 kHz per message at most (the page sends 20 ms); more: close 1009
+WHISPER_BURST_S = 1.0  # a client may run this far ahead of real time (jitter, a tab waking up)...
+WHISPER_FLOOD_S = 3.0  # ...beyond this ahead it is flooding: close 1008 (the mix drops what exceeds its own bound)
+CLOSE_UNSUPPORTED = 1003  # WebSocket close codes (RFC 6455)
+CLOSE_POLICY = 1008
+
+
+class WhisperSink(Protocol):
+    """One supervisor's whisper into a call (hotline/whisper_live.py `Whisper`)."""
+
+    def feed(self, pcm: bytes) -> None:
+        """PCM16 8 kHz mono for the agent's ear, called on the event loop as messages arrive."""
+
+    def close(self) -> None:
+        """Stops mixing; idempotent."""
+
+    @property
+    def dropped(self) -> int:
+        """Bytes dropped because the client ran ahead of real time."""
+        ...
+
+
+class WhisperSource(Protocol):
+    """A `ListenSource` that can also whisper: `whisper(call_id, on_end) -> WhisperSink | None` (None: the call
+    is not in progress here; raises LookupError with the reason when the call cannot take a whisper now)."""
+
+    def whisper(self, call_id: str, on_end: Callable[[], None]) -> WhisperSink | None:
+        ...
+
+
+@requires(Role.SUPERVISOR)
+async def whisper_ws(request: web.Request) -> web.StreamResponse:
+    """`GET /ws/whisper/{call_id}`: binary PCM16 little-endian mono 8 kHz messages (even length, at most
+    `WHISPER_MAX_MSG` bytes) from the supervisor's microphone reach the agent's phone, never the caller."""
+    c, user = ctx(request), user_of(request)
+    call_id = checked_call_id(request.match_info["call_id"])
+    _same_origin(request, user.name)
+    opener = getattr(c.listen, "whisper", None)
+    if opener is None:
+        raise web.HTTPNotFound(text='{"error": "whisper needs the calls: run hotline serve"}',
+                               content_type="application/json")
+    if c.listeners >= MAX_LISTENERS:
+        raise web.HTTPServiceUnavailable(text='{"error": "too many listeners"}', content_type="application/json")
+    ended = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:
+        sink: WhisperSink | None = opener(call_id, lambda: loop.call_soon_threadsafe(ended.set))
+    except LookupError as exc:
+        raise web.HTTPConflict(text=json.dumps({"error": str(exc.args[0] if exc.args else exc)}),
+                               content_type="application/json") from None
+    if sink is None:
+        raise web.HTTPNotFound(text='{"error": "that call is not in progress on this server"}',
+                               content_type="application/json")
+    c.listeners += 1
+    state = _WhisperState(time.monotonic())
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=WHISPER_MAX_MSG + 1)  # aiohttp: size < max
+    try:
+        await ws.prepare(request)
+        await c.db(c.users.audit, user.name, "whisper_start", call_id)
+        log.info("call %s: %s whispers to the agent", call_id, user.name)
+        await ws.send_json({"call_id": call_id, "sample_rate": SAMPLE_RATE, "format": "s16le", "channels": 1,
+                            "max_message_bytes": WHISPER_MAX_MSG})
+        await _whisper_loop(request, ws, sink, ended, state)
+    except (ConnectionResetError, asyncio.CancelledError):  # the page went (aiohttp cancels the handler)
+        err = ws.exception()
+        state.why = f"protocol error: {err}" if err else "closed by the page (connection gone)"
+    finally:
+        sink.close()  # at once: nothing more reaches the agent
+        c.listeners -= 1
+        secs = time.monotonic() - state.started
+        detail = f"{secs:.0f} s, {state.received} bytes, {sink.dropped} bytes dropped; {state.why}"
+        log.info("call %s: %s stopped whispering: %s", call_id, user.name, detail)
+        # The audit must be written even when this handler is cancelled (again) meanwhile.
+        done = asyncio.ensure_future(c.db(c.users.audit, user.name, "whisper_end", call_id, detail))
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.shield(done)
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(ws.close(), 2.0)
+    return ws
+
+
+@dataclass
+class _WhisperState:
+    started: float
+    received: int = 0  # bytes
+    why: str = "closed by the page"
+
+
+async def _whisper_loop(request: web.Request, ws: web.WebSocketResponse, sink: WhisperSink, ended: asyncio.Event,
+                        state: _WhisperState) -> None:
+    checked = time.monotonic()
+    end_wait = asyncio.ensure_future(ended.wait())
+    nxt: asyncio.Future[Any] | None = None
+    try:
+        while not ws.closed:
+            nxt = asyncio.ensure_future(ws.receive())
+            done, _ = await asyncio.wait({nxt, end_wait}, timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
+            if end_wait in done:
+                with contextlib.suppress(Exception):
+                    await ws.send_json({"ended": True})
+                state.why = "the call or the agent's leg ended"
+                return
+            now = time.monotonic()
+            if now - checked > SESSION_RECHECK_S:  # a logout or password change ends the whisper
+                checked = now
+                if not await _session_valid(request):
+                    await ws.close(code=CLOSE_POLICY, message=b"session ended")
+                    state.why = "session ended"
+                    return
+            if nxt not in done:
+                nxt.cancel()
+                continue
+            msg = nxt.result()
+            if msg.type is WSMsgType.BINARY:
+                data: bytes = msg.data
+                if len(data) % 2:
+                    await ws.close(code=CLOSE_UNSUPPORTED, message=b"PCM16 needs an even number of bytes")
+                    state.why = "malformed audio (odd length)"
+                    return
+                state.received += len(data)
+                ahead = state.received / (2 * SAMPLE_RATE) - (now - state.started)
+                if ahead > WHISPER_FLOOD_S:
+                    await ws.close(code=CLOSE_POLICY, message=b"audio faster than real time")
+                    state.why = f"flooding ({ahead:.1f} s ahead of real time)"
+                    return
+                sink.feed(data)
+            elif msg.type is WSMsgType.TEXT:
+                await ws.close(code=CLOSE_UNSUPPORTED, message=b"binary PCM16 8 kHz mono only")
+                state.why = "text message refused"
+                return
+            elif msg.type is WSMsgType.ERROR:  # e.g. a message over max_msg_size: aiohttp closed it with 1009
+                state.why = f"protocol error: {ws.exception()}"
+                return
+            else:  # CLOSE, CLOSING, CLOSED
+                return
+    finally:
+        end_wait.cancel()
+        if nxt is not None:
+            nxt.cancel()
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/ws/listen/{call_id}", listen_ws)
+    app.router.add_get("/ws/whisper/{call_id}", whisper_ws)

@@ -138,6 +138,7 @@ class LiveHub:
             "intent": call.intent or context.get("intent"),
             "slots": {**call.slots, **(slots or {})},
             "language": call.language or context.get("language", ""),
+            "routing": routing_text(context.get("routing")),  # needs, priority, relaxed (hotline/call_skills.py)
             "reason": context.get("reason", ""),
             "transcript": list(call.lines),
             "sentiment": call.sentiment,
@@ -193,3 +194,19 @@ class LiveHub:
     @property
     def clients(self) -> int:
         return len(self._clients)
+
+
+def routing_text(routing: Any) -> str:
+    """The screen pop's routing line: "needs cards:1, zh:1 · priority 10 · relaxed cards" ("" when none)."""
+    if not isinstance(routing, dict):
+        return ""
+    parts = []
+    needs = routing.get("needs")
+    if isinstance(needs, dict) and needs:
+        parts.append("needs " + ", ".join(f"{k}:{v}" for k, v in sorted(needs.items())))
+    if routing.get("priority"):
+        parts.append(f"priority {routing['priority']}")
+    relaxed = routing.get("relaxed")
+    if isinstance(relaxed, list) and relaxed:
+        parts.append("relaxed " + ", ".join(str(r) for r in relaxed))
+    return " · ".join(parts)

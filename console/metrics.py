@@ -63,6 +63,8 @@ class HotlineMetrics:
             self._left_queue(call_id, at, "answered")
         elif topic == "call.turn_latency":
             self.turn_latency.observe(max(0.0, float(event.latency_s)))
+        elif topic == "call.speech_failed":  # a speech stage failed; that call went on with keys
+            self.errors.labels("speech_failed").inc()
         elif topic == "call.sentiment":
             if event.angry and call_id not in self._angry and len(self._angry) < 100_000:
                 self._angry.add(call_id)

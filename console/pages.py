@@ -44,7 +44,8 @@ OUTCOMES = ("answered", "transferred", "abandoned", "caller_hangup", "goodbye", 
 
 JS_TEXT = ("available", "on_break", "logged_out", "not_ready", "ringing", "on_call", "wrap_up",
            "sp_system", "sp_caller", "sp_agent", "sp_event", "chat_you", "chat_transfer", "chat_ended",
-           "mood_angry", "mood_negative", "mood_neutral", "mood_positive", "listen", "listen_stop", "listening")
+           "mood_angry", "mood_negative", "mood_neutral", "mood_positive", "listen", "listen_stop", "listening",
+           "whisper", "whisper_stop", "whispering", "whisper_failed")
 
 
 def render(request: web.Request, name: str, status: int = 200, **values: Any) -> web.Response:

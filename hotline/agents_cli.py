@@ -79,7 +79,7 @@ def queues_text(engine: Engine, settings: Settings) -> str:
     from routing.sqlstore import merge_queue_rows, queue_rows
 
     if not _has_tables(engine):
-        return _no_shared_state(settings)
+        return _no_shared_state(settings) + _callbacks_line(engine)
     rows = queue_rows(engine)
     if not rows:
         return "no queue statistics yet (workers publish them every 2 s while running)\n"
@@ -88,7 +88,15 @@ def queues_text(engine: Engine, settings: Settings) -> str:
     for r in rows:
         nodes[r.node] = min(r.age_s, nodes.get(r.node, r.age_s))
     reported = ", ".join(f"{n} {age:.0f} s ago{' STALE' if age > STALE_S else ''}" for n, age in sorted(nodes.items()))
-    return render_queues(merge_queue_rows(fresh)) + f"workers: {reported}\n"
+    return render_queues(merge_queue_rows(fresh)) + f"workers: {reported}\n" + _callbacks_line(engine)
+
+
+def _callbacks_line(engine: Engine) -> str:
+    """Callbacks promised and not yet made, per queue, from the `callbacks` table (recordings/callbacks.py)."""
+    from recordings.callbacks import open_counts
+
+    counts = open_counts(engine)
+    return ("callbacks pending: " + ", ".join(f"{q} {n}" for q, n in sorted(counts.items())) + "\n") if counts else ""
 
 
 def _no_shared_state(settings: Settings) -> str:

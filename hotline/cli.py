@@ -166,9 +166,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     from dialog import DialogEngine, load_flow
+    from dialog.flow import check_queues
 
     settings = _settings(args)
-    DialogEngine(load_flow(settings.flow_path))
+    flow = load_flow(settings.flow_path)
+    check_queues(flow, [q.name for q in settings.queues])  # transfer.queue_by_intent names real queues
+    DialogEngine(flow)
     print(f"{args.config}: ok (flow {settings.flow_path}: ok)")
     return 0
 

@@ -120,6 +120,19 @@ class TransferRequested(Event):
     note: str = ""
     by: str = ""
     node: str = ""
+    to_agent: str = ""  # a named agent (routing.TransferRequest)
+    kind: str = "transfer"  # transfer | consult | complete | cancel
+
+
+@dataclass(frozen=True)
+class TransferStatus(Event):
+    """How a transfer to a named agent or a consultation went (hotline/consult.py), for the first agent's
+    console. step: ringing, failed, connected, consulting, completed, cancelled, ended."""
+
+    step: str
+    by: str  # the agent who asked
+    target: str  # the agent rung (or the queue)
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -134,6 +147,25 @@ class SentimentChanged(Event):
     line_score: float
 
 
+@dataclass(frozen=True)
+class SpeechFailed(Event):
+    """A speech stage (recognizer, VAD, endpointer, barge-in detector, echo guard, backchannel gate,
+    speculative decode) failed on this call; the call goes on with the keypad (hotline/speech_failover.py)."""
+
+    component: str
+    leg: str = "caller"  # caller | agent
+
+
+@dataclass(frozen=True)
+class RoutingConfigChanged(Event):
+    """An admin stored (or reset) a queue's or an agent's settings in the console (`call_id` ""): every other
+    worker re-reads that row and applies it (hotline/routing_sync.py). kind: queue | agent."""
+
+    kind: str
+    name: str
+    node: str = ""
+
+
 TOPICS: dict[type[Event], str] = {
     CallStarted: "call.started",
     TranscriptAdded: "call.transcript",
@@ -146,5 +178,8 @@ TOPICS: dict[type[Event], str] = {
     AgentStateUpdated: "agent.state",
     QueueStats: "queue.stats",
     TransferRequested: "call.transfer_requested",
+    TransferStatus: "call.transfer_status",
     SentimentChanged: "call.sentiment",
+    SpeechFailed: "call.speech_failed",
+    RoutingConfigChanged: "routing.config_changed",
 }

@@ -19,7 +19,7 @@ import json
 import logging
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ class LiveKnowledge:
         self.poll_s = poll_s
         self.version: int | None = None  # the published version live now (None: the flow's own file)
         self.on_swap: list[Callable[[DialogEngine], None]] = []
+        self.on_stop: list[Callable[[], Awaitable[None]]] = []  # e.g. hotline/kb_prerender.py
         self._lock = threading.Lock()  # one rebuild at a time (poller and console publish)
         self._task: asyncio.Task[None] | None = None
         self._refused: int | None = None  # a published version that could not be read
@@ -129,6 +130,8 @@ class LiveKnowledge:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for fn in self.on_stop:
+            await fn()
 
 
 def _faq_references(flow: Flow) -> set[str]:

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from hotline.whisper_live import Whisper, open_whisper
+
 log = logging.getLogger(__name__)
 
 MAX_BEHIND = 10  # caller frames (200 ms) waiting for an outgoing tick
@@ -47,12 +49,26 @@ class SessionAudio:
 
     def __init__(self, hotline: Any) -> None:
         self.hotline = hotline
+        self._whispering: set[str] = set()  # call ids with a whisper going on (one per call)
 
-    def _leg(self, call_id: str) -> Any:
+    def _session(self, call_id: str) -> Any:
         for session in list(self.hotline.sessions):
             if getattr(session, "call_id", None) == call_id:
-                return session.leg
+                return session
         return None
+
+    def _leg(self, call_id: str) -> Any:
+        session = self._session(call_id)
+        return None if session is None else session.leg
+
+    def whisper(self, call_id: str, on_end: Callable[[], None]) -> Whisper | None:
+        """`console.listen.WhisperSource`: mixes a supervisor's voice into the frames sent to the call's agent
+        (hotline/whisper_live.py); None when the call is not in progress here; raises `WhisperRefused`
+        (a LookupError) when it has no agent now or someone already whispers on it."""
+        session = self._session(call_id)
+        if session is None or session.leg.ended.is_set():
+            return None
+        return open_whisper(call_id, session, self._whispering, on_end)
 
     def open(self, call_id: str, on_audio: Callable[[bytes], None],
              on_end: Callable[[], None]) -> Callable[[], None] | None:

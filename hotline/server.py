@@ -11,6 +11,7 @@ from typing import Any, cast
 from asr import Endpointer, create_recognizer
 from asr.vad import create_vad
 from dialog import DialogEngine, Say, load_flow
+from dialog.flow import check_queues
 from hotline.bus import EventBus
 from hotline.cluster import (
     make_bus,
@@ -23,7 +24,7 @@ from hotline.cluster import (
 )
 from hotline.session import CallSession, SessionDeps
 from hotline.settings import Settings
-from hotline.sip_edge import agent_dialer, sip_endpoint
+from hotline.sip_edge import agent_dialer, attach_sip_accounts, sip_endpoint
 from recordings import CallStore
 from routing import AgentProfile, AgentState, AgentStateChanged, CallDistributor, QueueConfig, RoutingEvent
 from routing.sqlstore import SqlAgentStore
@@ -48,8 +49,10 @@ class Hotline:
         self._stats_task: asyncio.Task[None] | None = None
         self.web: Any = None  # the web console (hotline/web.py), once started
         self.knowledge: Any = None  # hotline/knowledge_live.py: the newest published knowledge base, live
+        self.prompts_live: Any = None  # hotline/prompts_live.py: prompt changes from the console, live
         self.callbacks: Any = None  # hotline/callback.py: callers dialled back, hold music loaded
         self.routing_bus: Any = None  # hotline/routing_bus.py: agent.state and queue.stats on the bus
+        self.routing_sync: Any = None  # hotline/routing_sync.py: console routing changes across workers
 
     @property
     def port(self) -> int:
@@ -62,12 +65,16 @@ class Hotline:
         await start_bus(self.bus)  # MQTT connects in the background
         # Everything that can be wrong with the configuration fails here, before a call arrives.
         flow = load_flow(s.flow_path)
+        check_queues(flow, [q.name for q in s.queues])  # transfer.queue_by_intent names real queues
         from dialog.bank_cli import open_bank  # the sample bank's records (docs/DIALOG.md)
 
         engine = DialogEngine(flow, bank=open_bank(s.bank_url, seed_if_empty=s.bank.seed_demo))
         from hotline.knowledge_live import start_live_knowledge
 
         self.knowledge = await start_live_knowledge(self, flow, engine)  # published KB versions go live
+        from hotline.prompts_live import start_live_prompts
+
+        self.prompts_live = await start_live_prompts(self)  # the console's prompt changes (data_dir/prompts)
         engine = self.knowledge.engine
         store = CallStore(s.database_url, journal_dir=s.recordings_dir.parent / "journal")  # DB outages
         closed = store.close_interrupted(s.node_name)
@@ -87,10 +94,13 @@ class Hotline:
             for a in q.agents:
                 if a.name not in {r.profile.id for r in self.acd.agents()}:
                     self.acd.add_agent(AgentProfile(a.name, a.uri, skills=a.skills), AgentState.AVAILABLE)
+        from hotline.routing_sync import RoutingSync
         from recordings.routing_admin import RoutingOverrides
-        from routing.admin import apply_overrides
+        from routing.admin import RoutingBase, apply_overrides
 
+        base = RoutingBase.of(self.acd)  # the YAML's queues and agents: what the console's "reset" goes back to
         apply_overrides(self.acd, *RoutingOverrides(store.engine).as_maps())  # console admin changes win over YAML
+        self.routing_sync = RoutingSync(self.acd, base, RoutingOverrides(store.engine), self.bus, s.node_name)
         self._acd_task = asyncio.ensure_future(self.acd.run())
         self._stats_task = start_queue_stats(self.acd, self.agent_store, s.routing.dead_worker_after_s)
         self.acd.subscribe(self._on_routing_event)
@@ -117,6 +127,7 @@ class Hotline:
         endpointer()  # a missing VAD model (asr.vad, asr.vad_model_path) stops start-up, not a call
 
         self.endpoint = _sip_endpoint(s)
+        attach_sip_accounts(self.endpoint, s, self.routing_sync, store.engine, _recording_key(s))  # console accounts
         self.deps = SessionDeps(
             settings=s,
             store=store,
@@ -125,7 +136,7 @@ class Hotline:
             recognizer=recognizer,
             prompts=prompts,
             queues=queues,
-            dial=agent_dialer(self.endpoint, s),  # a registered agent rings at its registered contact
+            dial=agent_dialer(self.endpoint, s, self.acd),  # a registered agent rings at its registered contact
             cpu_pool=cpu_pool,
             db_pool=db_pool,
             endpointer_factory=endpointer,
@@ -137,9 +148,16 @@ class Hotline:
         await self._warm_up(engine, prompts, recognizer, cpu_pool)
         self.endpoint.on_call = self._on_call
         await self.endpoint.start()
+        from hotline.kb_prerender import start_kb_prerender
+
+        self.kb_prerender = start_kb_prerender(self)  # knowledge answers into the prompt cache, in the background
+        await self.callbacks.start(self.agent_store, s.routing.dead_worker_after_s)  # promised callbacks (restart)
         from hotline.web import start_console
 
         self.web = await start_console(self, store)
+        # Start-up stalls the loop (models, migrations, the console): that is not overload. Without this the
+        # smoothed lag they leave turned the first INVITE away with 503 (seen on a loaded machine).
+        self.endpoint.loop_lag = 0.0
         log.info(
             "%s listening for SIP on %s:%d (started in %.1f s; database %s)",
             s.node_name, s.sip.host, self.endpoint.port, time.monotonic() - t, _safe_url(s.database_url),
@@ -190,6 +208,8 @@ class Hotline:
             await self.callbacks.stop()
         if self.routing_bus is not None:
             await self.routing_bus.stop()
+        if self.routing_sync is not None:
+            await self.routing_sync.stop()
         if self.endpoint is not None:
             await self.endpoint.stop()
         # Let sessions write their closing records.

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from asr import Endpointer, Recognizer, SpeechPaused, SpeechStarted, Transcript, Utterance
@@ -22,11 +23,15 @@ from asr.backchannel import BackchannelGate, Decision, DuckAwareEchoGuard
 from asr.bargein import BargeInDetector
 from asr.speculative import SpeculativeDecoder
 from dialog import Conversation, DialogEngine, Hangup, Listen, Say, Transfer, Understood
+from hotline.attended import AttendedTransfer, has_replaces
 from hotline.bus import EventBus
+from hotline.call_skills import RelaxNotes, acquire_args, queued_note, with_routing
 from hotline.callback import PendingCallback, spoken_digits
 from hotline.callback import fill as _fill
 from hotline.callback import max_wait_s as _max_wait_s
 from hotline.callback import queue_settings as _queue_settings
+from hotline.callback import ring_timeout_s as _ring_timeout_s
+from hotline.consult import Handoff
 from hotline.events import (
     AgentAssigned,
     CallEnded,
@@ -34,15 +39,17 @@ from hotline.events import (
     CallStarted,
     IntentRecognized,
     RecordingFailed,
+    SpeechFailed,
     TranscriptAdded,
 )
 from hotline.holdmusic import HoldMusic
 from hotline.knowledge_live import knowledge_dir
 from hotline.settings import CallbackSettings, QueueSettings, Settings
+from hotline.speech_failover import keypad_only, speech_component
 from hotline.turn_latency import TurnTimer
 from recordings import CallStore, StereoRecorder
 from routing import QueueView, TransferRequest
-from telephony import AudioFrame, CallFailed, CallLeg, DtmfDigit, bridge
+from telephony import AudioFrame, CallFailed, CallLeg, DtmfDigit
 from tts import PromptCache
 
 log = logging.getLogger(__name__)
@@ -68,6 +75,9 @@ class SessionDeps:
     recording_key: bytes | None = None  # recordings.encrypt: AES-GCM key (HOTLINE_RECORDING_KEY)
     callbacks: Any = None  # hotline.callback.CallbackDialer: callers dialled back (queues[].callback)
     hold_music: dict[str, bytes] | None = None  # queue name → 8 kHz PCM looped while queued (hotline/holdmusic.py)
+    # each caller utterance's audio (call id, start s, PCM, rate) for the mood's acoustic cues; must not raise or
+    # block (hotline/sentiment_live.py SentimentLive.heard measures it on its own thread)
+    caller_audio: Callable[[str, float, bytes, int], None] | None = None
 
 
 # What the media reader hands the dialog loop.
@@ -147,10 +157,20 @@ class CallSession:
         self._recording_alerted = False
         self._bridged: CallLeg | None = None  # the agent's leg while bridged (hotline/transfer.py ends it)
         self._pending_transfer: Any = None  # routing.TransferRequest asked by the agent, done after the bridge
+        self._handoff = Handoff(self)  # transfers to a named agent, consultations (hotline/consult.py)
+        self._attended = AttendedTransfer(self)  # attended transfers from the agent's phone (hotline/attended.py)
         self._turns = TurnTimer(self.call_id, deps.bus.publish)  # turn latency (hotline/turn_latency.py)
         self._speculation = SpeculativeDecoder(deps.recognizer, deps.cpu_pool, self.call_id)  # decode at a pause
-        self._gate = BackchannelGate(max(1, deps.settings.barge_in.backchannel_ms))  # "uh-huh" over a prompt
+        self._gate = BackchannelGate(max(1, deps.settings.barge_in.backchannel_ms),  # "uh-huh" over a prompt
+                                     deps.settings.barge_in.backchannel_max_ms,  # "okay, sure": words decide
+                                     wait_ms=deps.settings.barge_in.backchannel_wait_ms)
         self._barge_onset = 0.0  # session time the caller's speech over the prompt started
+        self._speech_fault: BaseException | None = None  # raised off the reader (echo tap, judging): fail over
+
+    @property
+    def agent_leg(self) -> CallLeg | None:
+        """The agent's leg while bridged, else None (a supervisor's whisper goes to it: hotline/whisper_live.py)."""
+        return self._bridged
 
     # -- helpers ---------------------------------------------------------------------------
     def _now(self) -> float:
@@ -160,6 +180,8 @@ class CallSession:
         """Runs a store call on the writer thread; a failing database degrades, never ends, the call."""
         loop = asyncio.get_running_loop()
         try:
+            if self.deps.store.is_write(fn):  # queued from the loop, committed by the store's writer thread
+                return await self.deps.store.run_async(fn, *args, **kwargs)
             return await loop.run_in_executor(self.deps.db_pool, lambda: fn(*args, **kwargs))
         except Exception:
             log.exception("call %s: record write failed (%s)", self.call_id, getattr(fn, "__name__", fn))
@@ -207,7 +229,10 @@ class CallSession:
         self._check_recording()
         started = rec.path
         try:
-            final = await asyncio.get_running_loop().run_in_executor(self.deps.cpu_pool, rec.close)
+            if rec.background:
+                final = await rec.close_async()
+            else:
+                final = await asyncio.get_running_loop().run_in_executor(self.deps.cpu_pool, rec.close)
         except RuntimeError:  # the pool is shut down (server stopping): close here
             final = rec.close()
         except Exception:
@@ -236,31 +261,23 @@ class CallSession:
         leg.add_tap(self._turns.on_frame)  # times each reply's first frame
         try:
             rs = deps.settings.recordings
-            path = deps.settings.recordings_dir / f"{self.call_id}.wav"
-            try:  # the file is created off the event loop (wave.open was 1-6% of the loop at 60-80 calls/s)
-                self._recorder = await asyncio.get_running_loop().run_in_executor(
-                    None, lambda: StereoRecorder(path, call_id=self.call_id, compress=rs.compress,
-                                                 key=deps.recording_key))
-            except RuntimeError:  # the default executor is shut down (server stopping): open here
-                self._recorder = StereoRecorder(path, call_id=self.call_id, compress=rs.compress,
-                                                key=deps.recording_key)
+            path = _recordings_dir(deps.settings) / f"{self.call_id}.wav"
+            # background: created, written and closed (sealed) on the recordings' file thread, no hop per call
+            self._recorder = StereoRecorder(path, call_id=self.call_id, compress=rs.compress,
+                                            key=deps.recording_key, background=True)
             leg.add_tap(self._recorder.tap)
         except OSError:
             log.exception("call %s: recording unavailable; the call goes on without it", self.call_id)
-        await self._db(
-            deps.store.start_call,
+        self._caller_leg_id = await self._db(  # the call record and its answered caller leg: one write
+            deps.store.open_call,
             self.call_id,
             sip_call_id=leg.call_id,
             caller=leg.caller,
             called=leg.called,
             worker=deps.settings.node_name,
             recording_path=str(self._recorder.path) if self._recorder else None,
+            codec=leg.codec,
         )
-        self._caller_leg_id = await self._db(
-            deps.store.add_leg, self.call_id, "caller", sip_call_id=leg.call_id, peer=leg.caller, codec=leg.codec
-        )
-        if self._caller_leg_id:
-            await self._db(deps.store.leg_answered, self._caller_leg_id)
         deps.bus.publish(CallStarted(self.call_id, leg.caller, leg.called))
 
         reader = asyncio.ensure_future(self._read_media(leg, self._inputs.put_nowait))
@@ -284,13 +301,13 @@ class CallSession:
             if self._state.outcome == "caller_hangup":
                 self._state.reason = leg.end_reason or "remote_bye"
             duration = self._now()
+            ended_legs = {}  # the legs' ends and the call's end: one write
             if self._agent_leg_id:
-                await self._db(deps.store.end_leg, self._agent_leg_id, self._state.reason or "ended")
+                ended_legs[self._agent_leg_id] = self._state.reason or "ended"
             if self._caller_leg_id:
-                await self._db(deps.store.end_leg, self._caller_leg_id, leg.end_reason or self._state.reason)
-            await self._db(
-                deps.store.end_call, self.call_id, outcome=self._state.outcome, end_reason=self._state.reason
-            )
+                ended_legs[self._caller_leg_id] = leg.end_reason or self._state.reason
+            await self._db(deps.store.close_call, self.call_id, outcome=self._state.outcome,
+                           end_reason=self._state.reason, legs=ended_legs)
             deps.bus.publish(CallEnded(self.call_id, self._state.outcome, self._state.reason, round(duration, 2)))
             log.info("call %s: ended, outcome %s (%s)", self.call_id, self._state.outcome, self._state.reason)
 
@@ -480,6 +497,8 @@ class CallSession:
         try:
             while True:
                 item = await leg.recv()
+                if caller_side and self._speech_fault is not None:
+                    raise self._speech_fault  # the echo tap or a judging task failed: keys from now on
                 if item is None:
                     sink(_LegEnded())
                     return
@@ -509,8 +528,10 @@ class CallSession:
                     if barge.last_echo:
                         pcm = bytes(len(pcm))  # our own prompt coming back: not the caller
                 events = endpointer.feed(pcm)
-                if caller_side and self._gate.speech(endpointer.speech_ms) is Decision.BARGE_IN and leg.playing:
+                if caller_side and self._gate.speech(endpointer.speech_ms, pcm) is Decision.BARGE_IN and leg.playing:
                     self._stop_prompt(leg, sink)  # more speech than a backchannel
+                elif caller_side and self._gate.wants_text:  # a long backchannel? the words so far decide
+                    self._spawn(self._speech_task(self._peek_backchannel(leg, sink)))
                 if barge is not None and not self._state.transferring:
                     if any(isinstance(e, SpeechStarted) for e in events) and not was_speaking:
                         over_prompt = leg.playing
@@ -521,11 +542,14 @@ class CallSession:
                         if not self._state.asr_failed and not (barge is not None and over_prompt and not barge.fired):
                             self._speculation.paused(ev, self._lang)
                         if self._gate.pending:
-                            self._spawn(self._judge_backchannel(leg, barge, sink))
+                            self._spawn(self._speech_task(self._judge_backchannel(leg, barge, sink)))
                     elif isinstance(ev, Utterance):
                         end = self._now()
+                        if caller_side and self.deps.caller_audio is not None:  # the mood's acoustic cues
+                            self.deps.caller_audio(self.call_id, end - ev.duration_s, ev.pcm, ev.sample_rate)
                         if caller_side and self._gate.pending:  # over a prompt, not judged yet: judge first
-                            self._spawn(self._judge_utterance(ev, end - ev.duration_s, end, leg, barge, sink))
+                            self._spawn(self._speech_task(
+                                self._judge_utterance(ev, end - ev.duration_s, end, leg, barge, sink)))
                         elif barge is not None and over_prompt and (not barge.fired or self._gate.kept):
                             # Talk over a prompt that never amounted to barge-in (a backchannel, a cough,
                             # our own echo): not a turn.
@@ -545,9 +569,8 @@ class CallSession:
                         leg.unduck(ramp_ms=200)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("call %s: media reader failed", self.call_id)
-            sink(_LegEnded())
+        except Exception as exc:  # a speech stage failed: the call goes on with keys, never ends here
+            await self._speech_failover(leg, sink, exc, caller_side)
         finally:
             if barge is not None:
                 leg.remove_tap(self._barge_taps.pop(id(barge), _no_tap))
@@ -566,8 +589,11 @@ class CallSession:
         )
 
         def tap(direction: str, pcm: bytes) -> None:
-            if direction == "out":
-                barge.outbound(pcm)
+            if direction == "out" and self._speech_fault is None:
+                try:
+                    barge.outbound(pcm)
+                except Exception as exc:  # the reader fails over to keys at its next frame
+                    self._speech_fault = exc
 
         leg.add_tap(tap)
         self._barge_taps[id(barge)] = tap
@@ -591,6 +617,38 @@ class CallSession:
                 return
             self._stop_prompt(leg, sink)
 
+    async def _speech_task(self, coro: Awaitable[None]) -> None:
+        """A judging task of the media reader: if it raises, the reader fails over to keys at its next frame."""
+        try:
+            await coro
+        except Exception as exc:
+            self._speech_fault = self._speech_fault or exc
+
+    async def _speech_failover(self, leg: CallLeg, sink: Callable[[_Input], None], exc: BaseException,
+                               caller_side: bool) -> None:
+        """A speech stage raised in the media reader (VAD, endpointer, barge-in detector, echo guard,
+        backchannel gate, speculative decode): logged, counted, the caller told once to use the keypad;
+        the leg is then read for keys only until it ends (hotline/speech_failover.py)."""
+        what = speech_component(exc)
+        side = "caller" if caller_side else "agent"
+        log.error("call %s: %s failed on the %s leg (%s: %s); the call continues on keypad menus", self.call_id,
+                  what, side, type(exc).__name__, exc, exc_info=exc)
+        self.deps.bus.publish(SpeechFailed(self.call_id, what, side))
+        if caller_side:
+            self._speech_fault = exc  # the echo tap stops feeding the detector
+            self._gate.reset()
+            if leg.ducked:
+                leg.unduck()
+            sink(_Heard(Transcript("", 0.0, self._lang), self._now(), self._now()))  # a turn in progress is dropped
+            if not self._state.asr_failed:
+                self._state.asr_failed = True
+                await self._line("event", f"speech {what} failed; keypad only", self._now())
+                sink(_RecognizerFailed())  # the keypad prompt, in the call's language
+        else:
+            await self._line("event", f"agent speech {what} failed; agent no longer transcribed", self._now())
+        await keypad_only(leg, lambda digit: sink(_Key(digit)))
+        sink(_LegEnded())
+
     def _stop_prompt(self, leg: CallLeg, sink: Callable[[_Input], None]) -> None:
         """Barge-in: the prompt stops; what the caller says is a turn."""
         leg.clear_audio()
@@ -612,7 +670,7 @@ class CallSession:
                 return  # the caller went on speaking: judged at the next pause or by length
             # a failed recogniser cannot tell a backchannel: the speech stops the prompt (the fault path follows)
             decision = self._gate.barge_in() if fut.exception() is not None else self._gate.heard(
-                fut.result().text, self._lang)
+                fut.result().text, self._lang, final=False)  # "Yes." of "yes, yes": the utterance's end decides
         if decision is Decision.BARGE_IN and leg.playing:
             self._stop_prompt(leg, sink)
         elif decision is Decision.BACKCHANNEL:
@@ -620,6 +678,22 @@ class CallSession:
             if barge is not None:
                 barge.reset()  # "yeah ... I lost my card" in one utterance: the speech after the pause is judged too
             log.info("call %s: backchannel over the prompt; it goes on", self.call_id)
+
+    async def _peek_backchannel(self, leg: CallLeg, sink: Callable[[_Input], None]) -> None:
+        """Speech over a prompt nears barge_in.backchannel_ms: other words than acknowledgements stop the
+        prompt now; "okay, sure" keeps it ducked until the pause decides (asr/backchannel.py)."""
+        fut = self._speculation.peek(self._gate.take_audio(), leg.sample_rate, self._lang)
+        try:
+            text = None if fut is None else (await asyncio.wait_for(fut, self.deps.settings.asr.timeout_s)).text
+        except Exception:  # a failing recognizer cannot tell: barge-in (its fault path follows at the endpoint)
+            text = None
+        if not self._gate.pending:  # decided meanwhile (a pause, the end of the utterance, the maximum)
+            return
+        decision = self._gate.barge_in() if text is None else self._gate.partial(text, self._lang)
+        log.info("call %s: speech over the prompt, the words so far: %s", self.call_id,
+                 "barge-in" if decision is Decision.BARGE_IN else "acknowledgements or none yet; judging on")
+        if decision is Decision.BARGE_IN and leg.playing:
+            self._stop_prompt(leg, sink)
 
     async def _judge_utterance(self, utt: Utterance, start_s: float, end_s: float, leg: CallLeg,
                                barge: BargeInDetector | None, sink: Callable[[_Input], None]) -> None:
@@ -673,6 +747,7 @@ class CallSession:
             sink(_Heard(Transcript("", 0.0, self._lang), start_s, end_s))
             if not self._state.asr_failed:
                 self._state.asr_failed = True
+                self.deps.bus.publish(SpeechFailed(self.call_id, "recognizer"))
                 await self._line("event", f"speech recognition {what}; keypad only", self._now())
                 sink(_RecognizerFailed())
             return
@@ -690,7 +765,7 @@ class CallSession:
         self._state.outcome, self._state.reason = "abandoned", "hung_up_in_queue"
         position = queue.waiting + 1
         deps.bus.publish(CallQueued(self.call_id, queue.name, action.reason, position))
-        await self._line("event", f"queued for {queue.name} ({action.reason})", self._now())
+        await self._line("event", f"queued for {queue.name} ({action.reason}{queued_note(action)})", self._now())
         await self._db(deps.store.update_call, self.call_id, queue=queue.name, queued_at=datetime.now(UTC))
         self._queue_entry = await self._db(deps.store.queue_entered, self.call_id, queue.name)
         await self._store_complaint(action.context)
@@ -700,22 +775,26 @@ class CallSession:
 
         # The caller's reader goes on while they wait: what they say on hold reaches the transcript.
         deadline = time.monotonic() + _max_wait_s(queue.acd, qs)
+        notes = RelaxNotes()  # skills the distributor relaxed, written once each (hotline/call_skills.py)
         while not leg.ended.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._state.outcome, self._state.reason = "abandoned", "max_wait"
                 await self._leave_queue("abandoned", "timeout: max_wait_s reached")
                 return
-            agent = await self._wait_for_agent(queue, qs, remaining, action)
+            agent = await self._wait_for_agent(queue, qs, remaining, action, notes)
+            for relaxed in notes.new(queue.relaxed(self.call_id)):
+                await self._line("event", relaxed.describe(), self._now())
             if agent is None:
                 continue
+            routed = with_routing(action, queue.acd.call_needs(self.call_id), notes.written)
             try:
                 connect = _fill(qs.connect_prompt, self._lang)
                 if connect:
                     await self._say(Say(connect, self._lang, False))
                     await self._finish_playing(10)
                 self._agent_leg_id = await self._db(deps.store.add_leg, self.call_id, "agent", peer=agent.uri)
-                agent_leg = await self._ring_agent(agent.uri, qs.ring_timeout_s)
+                agent_leg = await self._ring_agent(agent.uri, _ring_timeout_s(queue.acd, qs))
             except CallFailed as exc:
                 # The agent goes "not ready"; the caller keeps their place and gets the next agent.
                 log.warning("call %s: agent %s did not answer (%s)", self.call_id, agent.name, exc)
@@ -736,18 +815,21 @@ class CallSession:
                 if leg.ended.is_set():
                     await agent_leg.hangup()
                     raise _CallGone
-                await self._bridge_agent(queue, agent.name, agent_leg, action)
+                await self._bridge_agent(queue, agent.name, agent_leg, routed)
             finally:
                 queue.finished(agent)  # wrap-up, then available again
             moved, self._pending_transfer = self._pending_transfer, None
-            if moved is not None and not leg.ended.is_set():  # the agent transferred the caller: queue again
-                await self._transfer(await self._transfer_action(moved, agent.name, action))
+            if moved is not None:  # the agent transferred the caller: a queue, a named agent (hotline/consult.py)
+                await self._handoff.after(moved, agent.name, queue.name, action)
             return
         raise _CallGone
 
     def request_transfer(self, req: Any) -> None:
         """The agent moves this call to another queue (routing.TransferRequest, via hotline/transfer.py): her
         leg is hung up (she goes to wrap-up) and the caller is queued again with the new context."""
+        if self._handoff.handles(req):  # to a named agent, or a consultation step (hotline/consult.py)
+            self._handoff.request(req)
+            return
         agent_leg = self._bridged
         if agent_leg is None or agent_leg.ended.is_set():
             log.warning("call %s: transfer to %s ignored: the caller is not with an agent", self.call_id,
@@ -760,11 +842,14 @@ class CallSession:
     async def _on_agent_refer(self, refer: Any, agent_name: str) -> tuple[int, str] | None:
         """REFER from the agent's phone (SIP blind transfer): the Refer-To user part names the queue,
         e.g. sip:cards@hotline. Unknown queue: 404, the agent keeps the caller."""
+        if has_replaces(str(refer.target)):  # Refer-To <B?Replaces=...>: attended transfer (hotline/attended.py)
+            return await self._attended.refer(refer, agent_name)
         target = str(refer.target).split("?", 1)[0]
         name = target.split(":", 1)[-1].split("@", 1)[0]
-        if name not in self.deps.queues:
-            log.warning("call %s: REFER from agent %s to %s: no queue %r", self.call_id, agent_name, target, name)
-            return 404, "Not Found (no such queue)"
+        if name not in self.deps.queues:  # sip:<agent id>@...: a blind transfer to that agent (hotline/consult.py)
+            log.info("call %s: REFER from agent %s to %s: no queue %r; an agent?", self.call_id, agent_name, target,
+                     name)
+            return self._handoff.refer_to_agent(name, agent_name)
         self.request_transfer(TransferRequest(self.call_id, name, "blind", by=f"{agent_name} (phone)"))
         return None
 
@@ -795,10 +880,11 @@ class CallSession:
         return dial.result()
 
     async def _wait_for_agent(self, queue: QueueView, qs: QueueSettings, remaining: float,
-                              action: Transfer | None = None) -> Any:
+                              action: Transfer | None = None, notes: RelaxNotes | None = None) -> Any:
         """Waits in the queue: position announcements every `announce_every_s` while nobody is free, hold
-        music between them (`hold_music`), and the callback offer (`callback`: hotline/callback.py)."""
-        acquire = asyncio.ensure_future(queue.acquire(self.call_id, timeout=remaining))
+        music between them (`hold_music`), and the callback offer (`callback`: hotline/callback.py).
+        The Transfer's needs, relax order and priority go to the distributor (hotline/call_skills.py)."""
+        acquire = asyncio.ensure_future(queue.acquire(self.call_id, timeout=remaining, **acquire_args(action, qs)))
         music_pcm = (self.deps.hold_music or {}).get(queue.name)
         music = HoldMusic(music_pcm) if music_pcm else None
         cb = qs.callback if qs.callback.enabled and self.deps.callbacks is not None else None
@@ -834,6 +920,8 @@ class CallSession:
                     raise _CallGone
                 if cb is not None and not acquire.done() and cb.key in self._queued_keys():
                     await self._offer_callback(queue, cb, acquire, action)
+                for relaxed in notes.new(queue.relaxed(self.call_id)) if notes is not None else ():
+                    await self._line("event", relaxed.describe(), self._now())  # while still waiting
             return acquire.result()
         finally:
             if not acquire.done():
@@ -922,6 +1010,11 @@ class CallSession:
 
     async def _bridge_agent(self, queue: QueueView, agent_name: str, agent_leg: CallLeg, action: Transfer) -> None:
         deps, leg = self.deps, self.leg
+        # Transfers and REFERs are taken from the moment she answers (a phone may REFER at once).
+        self._bridged = agent_leg
+        if hasattr(agent_leg, "on_transfer"):  # a REFER from the agent's phone: blind transfer to a queue
+            agent_leg.on_transfer = lambda req: self._on_agent_refer(req, agent_name)
+        self._attended.watch(agent_leg, agent_name)  # an INVITE with Replaces may take her leg's place
         context = {
             **action.context,
             "call_id": self.call_id,
@@ -942,12 +1035,10 @@ class CallSession:
             asyncio.ensure_future(self._transcribe_bridged("caller", self._inputs)),
             asyncio.ensure_future(self._transcribe_bridged("agent", agent_inputs)),
             asyncio.ensure_future(self._read_media(agent_leg, agent_inputs.put_nowait, caller_side=False)),
+            asyncio.ensure_future(self._attended.cover_hold(leg, agent_leg)),  # her phone holds: hold music
         ]
-        self._bridged = agent_leg
-        if hasattr(agent_leg, "on_transfer"):  # a REFER from the agent's phone: blind transfer to a queue
-            agent_leg.on_transfer = lambda req: self._on_agent_refer(req, agent_name)
         try:
-            await bridge(leg, agent_leg)
+            await self._handoff.talk(leg, agent_leg, agent_name, queue.name)  # bridged; consultations in between
         finally:
             self._bridged = None
             if self._pending_transfer is not None:
@@ -966,6 +1057,17 @@ class CallSession:
 
 def _no_tap(direction: str, pcm: bytes) -> None:
     pass
+
+
+_RECORDINGS_DIRS: dict[str, Path] = {}
+
+
+def _recordings_dir(settings: Settings) -> Path:
+    """settings.recordings_dir resolved once per data_dir (Path.resolve was ~1.5% of the loop at 100 calls/s)."""
+    found = _RECORDINGS_DIRS.get(settings.data_dir)
+    if found is None:
+        found = _RECORDINGS_DIRS[settings.data_dir] = settings.recordings_dir
+    return found
 
 
 class _CallGone(Exception):

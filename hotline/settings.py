@@ -103,6 +103,12 @@ class BargeInSettings(_Strict):
     # or at a pause with other words, ~0.7-0.9 s (asr/backchannel.py, docs/SPEECH.md).
     # 0: any speech the detector confirms stops the prompt at once (no backchannels).
     backchannel_ms: int = Field(600, ge=0, le=3000)
+    # Long backchannels ("okay, sure", "好的好的"): past backchannel_ms the text so far decides; acknowledgements keep
+    # the prompt ducked until the pause, up to this much speech (then barge-in). <= backchannel_ms: off.
+    backchannel_max_ms: int = Field(1500, ge=0, le=5000)
+    # Past backchannel_ms, how long a running decode of the words so far is awaited (0: real speech is never
+    # stopped later than without long backchannels; a busy CPU then makes long backchannels barge in).
+    backchannel_wait_ms: int = Field(0, ge=0, le=1000)
     duck_db: float = Field(-24.0, ge=-60, le=0)  # while backchannel-or-barge-in is decided, the prompt plays this quiet
 
 
@@ -116,6 +122,12 @@ class EndpointingSettings(_Strict):
 class TtsSettings(_Strict):
     backend: str = "espeak"
     model_path: str | None = None  # paddlespeech: folder with am/ and voc/ (tts/paddlespeech_backend.py)
+    # Knowledge-base answers rendered into the prompt cache in the background after start-up and on each publish
+    # (hotline/kb_prerender.py): the first caller who asks skips synthesis. Bounded by count and audio size.
+    kb_prerender: bool = True
+    kb_prerender_max_entries: int = Field(400, ge=0, le=100_000)  # (answer text, language) pairs
+    kb_prerender_max_mb: float = Field(32.0, ge=0, le=4096)
+    kb_prerender_delay_s: float = Field(2.0, ge=0, le=3600)  # after start-up, so the first call is never delayed
 
 
 class DialogSettings(_Strict):
@@ -169,6 +181,8 @@ class CallbackSettings(_Strict):
     retry_after_s: float = Field(120.0, ge=0, le=86400)
     ring_timeout_s: float = Field(30.0, gt=0, le=120)
     min_digits: int = Field(3, ge=1, le=20)  # shorter caller ids (or keyed numbers) are not callable
+    # A callback not made this long after it was requested is dropped (outcome callback_expired)
+    expire_after_s: float = Field(86400.0, ge=60, le=30 * 86400)
     offer_prompt: dict[str, str] = {
         "en": "To keep your place and be called back, press star.",
         "zh": "如需保留排队位置并由我们回电，请按星号键。",
@@ -212,6 +226,9 @@ class QueueSettings(_Strict):
     # Between announcements: None (silence), "tones" (a generated tune) or a WAV file (hotline/holdmusic.py)
     hold_music: str | None = None
     callback: CallbackSettings = CallbackSettings()
+    # A caller's own skills (language, product: the flow's `transfer` section) are dropped one at a time,
+    # product first, when nobody with them is free for this long (at once when nobody logged in has them).
+    relax_after_s: float | None = Field(60.0, gt=0, le=86400)
 
 
 class RoutingSettings(_Strict):

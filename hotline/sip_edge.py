@@ -10,8 +10,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from hotline.settings import ConfigError, Settings
+from recordings.sip_accounts import SipAccount, SipAccounts
 from telephony import CallLeg, SipEndpoint
-from telephony.registrar import Registrar
+from telephony.registrar import Ha1, Registrar
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +20,14 @@ log = logging.getLogger(__name__)
 def registrar_for(s: Settings) -> Registrar | None:
     """A registrar for the agents with ``register: true`` (None if there are none). Each password comes from
     the environment variable the agent's ``password_env`` names; a missing one stops the start-up."""
+    users = yaml_sip_users(s)
+    if not users:
+        return None
+    return Registrar(users, realm=s.sip.realm, algorithms=tuple(s.sip.digest_algorithms))
+
+
+def yaml_sip_users(s: Settings) -> dict[str, str]:
+    """SIP user → password of the YAML's agents with ``register: true`` (ConfigError if one is not set)."""
     users: dict[str, str] = {}
     for qi, q in enumerate(s.queues):
         for ai, a in enumerate(q.agents):
@@ -30,9 +39,40 @@ def registrar_for(s: Settings) -> Registrar | None:
                 raise ConfigError(_config_file(s), f"queues[{qi}].agents[{ai}].password_env",
                                   f"environment variable {a.password_env} (agent {a.name}'s SIP password) is not set")
             users[a.name] = password
-    if not users:
+    return users
+
+
+def sip_account_secret(account: SipAccount, realm: str) -> Ha1 | None:
+    """A stored desk-phone account as the registrar takes it; None (logged) if it was made for another realm
+    (``sip.realm`` changed since: the admin sets a new password)."""
+    if account.realm != realm:
+        log.error("SIP account %s was made for realm %r, the registrar's is %r: set a new password in the console",
+                  account.user, account.realm, realm)
         return None
-    return Registrar(users, realm=s.sip.realm, algorithms=tuple(s.sip.digest_algorithms))
+    return Ha1(realm, dict(account.ha1))
+
+
+def attach_sip_accounts(endpoint: Any, s: Settings, sync: Any, engine: Any, key: bytes | None) -> SipAccounts | None:
+    """Desk-phone accounts made in the console (recordings/sip_accounts.py) into the endpoint's registrar, and
+    `sync` (hotline/routing_sync.py) keeps them current. A registrar is made if the YAML has none, so the first
+    account made in the console works without a restart. None for an endpoint without a registrar (pjsua2)."""
+    if not hasattr(endpoint, "registrar"):
+        log.info("SIP accounts from the console are not used: this SIP backend has no registrar")
+        return None
+    accounts = SipAccounts(engine, realm=s.sip.realm, key=key)
+    if endpoint.registrar is None:
+        endpoint.registrar = Registrar({}, realm=s.sip.realm, algorithms=tuple(s.sip.digest_algorithms))
+    registrar: Registrar = endpoint.registrar
+    loaded = []
+    for account in accounts.all():  # at start-up, before calls: a blocking read is fine
+        secret = sip_account_secret(account, registrar.realm)
+        if secret is not None:
+            registrar.set_user(account.user, secret)  # the console's account wins over the YAML's password
+            loaded.append(account.user)
+    if loaded:
+        log.info("SIP accounts from the console: %s", ", ".join(loaded))
+    sync.sip_accounts, sync.registrar, sync.yaml_sip = accounts, registrar, yaml_sip_users(s)
+    return accounts
 
 
 def trunk_auth_for(s: Settings) -> Registrar | None:
@@ -69,13 +109,17 @@ def sip_endpoint(s: Settings) -> SipEndpoint:
     )
 
 
-def agent_dialer(endpoint: Any, s: Settings) -> Callable[..., Awaitable[CallLeg]]:
-    """``endpoint.dial`` that rings a registering agent's registered contact instead of the static URI."""
+def agent_dialer(endpoint: Any, s: Settings, acd: Any = None) -> Callable[..., Awaitable[CallLeg]]:
+    """``endpoint.dial`` that rings a registering agent's registered contact instead of the static URI. With
+    the distributor (`acd`), also agents whose account was made in the console: the agent whose profile has
+    that URI, if her id is a registrar user."""
     by_uri = {a.uri: a.name for q in s.queues for a in q.agents if a.registers}
 
     async def dial(uri: str, **kw: Any) -> CallLeg:
         registrar: Registrar | None = getattr(endpoint, "registrar", None)
         name = by_uri.get(uri)
+        if name is None and registrar is not None and acd is not None:
+            name = next((r.id for r in acd.agents() if r.profile.uri == uri and r.id in registrar.users), None)
         contact = registrar.lookup(name) if registrar is not None and name else None
         if contact:
             log.info("agent %s is registered: ringing %s instead of %s", name, contact, uri)

@@ -67,11 +67,16 @@ async def start_console(hotline: Hotline, store: CallStore) -> ConsoleServer | N
     settings = console_settings(s)
     subscribe = getattr(hotline.bus, "subscribe", None)
     knowledge, chat = _knowledge_and_chat(hotline)
-    from hotline.listen_live import SessionAudio
+    from hotline.listen_relay import listen_source
+    from hotline.prompts_live import prompts_admin
 
+    listen, listen_install = listen_source(hotline)  # with MQTT also other workers' calls (docs/CONSOLE.md)
     app = create_app(store, hotline.acd, subscribe, settings,
                      ready_checks={"sip": sip_listening, "database": database, "models": models_loaded},
-                     knowledge=knowledge, chat=chat, listen=SessionAudio(hotline))
+                     knowledge=knowledge, chat=chat, listen=listen, routing=_routing_hooks(hotline),
+                     prompts=prompts_admin(hotline))
+    if listen_install is not None:
+        listen_install(app)
     server = ConsoleServer(app, settings)
     try:
         await server.start()
@@ -80,6 +85,14 @@ async def start_console(hotline: Hotline, store: CallStore) -> ConsoleServer | N
         await server.stop()
         return None
     return server
+
+
+def _routing_hooks(hotline: Hotline) -> Any:
+    """The queue and agent pages' YAML base and their way to tell other workers (hotline/routing_sync.py)."""
+    from console.routing_admin import RoutingHooks
+
+    sync = hotline.routing_sync
+    return RoutingHooks(sync.base, sync.changed, sync.sip_accounts) if sync is not None else None
 
 
 def _knowledge_and_chat(hotline: Hotline) -> tuple[Any, Any]:

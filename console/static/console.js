@@ -43,10 +43,70 @@
     let player = null;
     // Listen-in: 100 ms PCM16 chunks at 8 kHz from /ws/listen/ID, scheduled back to back with WebAudio.
     function stopListening() {
+      stopWhisper();
       if (player) { player.ws.close(); player.ctx.close(); player = null; }
       if (meter) meter.dataset.state = "off";
       render();
     }
+    // Whisper (coach): the microphone, resampled by WebAudio to 8 kHz, sent as 20 ms PCM16 messages up
+    // /ws/whisper/ID; the hotline mixes it into what the agent hears only (the caller never hears it).
+    const wmeter = document.getElementById("whisper-status");
+    let coach = null;
+    function stopWhisper() {
+      const w = coach;
+      if (!w) return;
+      coach = null;
+      if (w.ws.readyState <= 1) w.ws.close(1000);
+      if (w.proc) w.proc.disconnect();
+      if (w.stream) w.stream.getTracks().forEach((tr) => tr.stop());
+      if (w.ctx) w.ctx.close();
+      if (wmeter) { wmeter.dataset.state = "off"; wmeter.textContent = ""; }
+      render();
+    }
+    async function whisper(callId) {
+      stopWhisper();
+      const w = { callId, ws: null, ctx: null, proc: null, stream: null, sent: 0 };
+      coach = w;
+      render();
+      const fail = (why) => {
+        if (coach !== w) return;
+        stopWhisper();
+        if (wmeter) { wmeter.dataset.state = "failed"; wmeter.textContent = `${t("whisper_failed")}: ${why}`; }
+      };
+      try {
+        w.stream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true, channelCount: 1 } });
+      } catch (e) { fail(String(e)); return; }
+      if (coach !== w) { w.stream.getTracks().forEach((tr) => tr.stop()); return; }
+      w.ctx = new AudioContext({ sampleRate: 8000 });  // the browser's own resampler does 48 kHz -> 8 kHz
+      const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/whisper/" + encodeURIComponent(callId));
+      w.ws = ws;
+      ws.onmessage = (m) => { if (typeof m.data === "string" && JSON.parse(m.data).ended) stopWhisper(); };
+      ws.onclose = (ev) => { if (coach === w) (ev.code === 1000 || ev.code === 1005 ? stopWhisper() : fail(`${ev.code} ${ev.reason}`)); };
+      ws.onopen = () => {
+        const src = w.ctx.createMediaStreamSource(w.stream);
+        const proc = w.ctx.createScriptProcessor(512, 1, 1);
+        w.proc = proc;
+        let carry = new Int16Array(0);
+        proc.onaudioprocess = (e) => {
+          if (ws.readyState !== 1) return;
+          const x = e.inputBuffer.getChannelData(0);
+          const pcm = new Int16Array(carry.length + x.length);
+          pcm.set(carry);
+          for (let i = 0; i < x.length; i++) pcm[carry.length + i] = Math.max(-32768, Math.min(32767, Math.round(x[i] * 32767)));
+          let off = 0;
+          for (; off + 160 <= pcm.length; off += 160) ws.send(pcm.slice(off, off + 160).buffer);  // 20 ms each
+          carry = pcm.slice(off);
+          w.sent += off * 2;
+          if (wmeter) {
+            wmeter.dataset.state = "on"; wmeter.dataset.call = callId; wmeter.dataset.bytes = String(w.sent);
+            wmeter.textContent = `${t("whispering")} · ${Math.round(w.sent / 16000)} s`;
+          }
+        };
+        src.connect(proc);
+        proc.connect(w.ctx.destination);  // a ScriptProcessor runs only when connected; its output is silence
+      };
+    }
+    window.addEventListener("pagehide", () => stopWhisper());
     function listen(callId) {
       stopListening();
       const ctx = new AudioContext();
@@ -99,6 +159,13 @@
             listening ? t("listen_stop") : t("listen"));
           btn.addEventListener("click", () => (listening ? stopListening() : listen(c.call_id)));
           head.append(" ", btn);
+          if (listening && c.state === "with_agent") {
+            const on = coach && coach.callId === c.call_id;
+            const wb = el("button", { type: "button", class: "whisper" + (on ? " on" : ""), "data-whisper": c.call_id },
+              on ? t("whisper_stop") : t("whisper"));
+            wb.addEventListener("click", () => (on ? stopWhisper() : whisper(c.call_id)));
+            head.append(" ", wb);
+          }
         }
         const cls = "live-call " + c.state + (s && s.angry ? " angry" : "");
         liveCalls.append(el("article", { class: cls, "data-call": c.call_id, "data-angry": s && s.angry ? "1" : "0" },
@@ -167,6 +234,8 @@
       document.getElementById("pop-intent").textContent = p.intent || "—";
       document.getElementById("pop-slots").textContent = Object.entries(p.slots || {}).map(([k, v]) => `${k}=${v}`).join(" ");
       document.getElementById("pop-language").textContent = p.language || "";
+      const routingEl = document.getElementById("pop-routing");  // needs, priority, skills relaxed
+      if (routingEl) routingEl.textContent = p.routing || "—";
       showMood(p.sentiment);
       document.getElementById("pop-transcript").replaceChildren(...(p.transcript || []).map(lineItem));
       document.getElementById("wrapup-call").value = p.call_id;

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from console import ConsoleSettings, create_app
+from console.routing_admin import RoutingHooks
 from hotline.bus import EventBus
 from recordings import CallStore
 from recordings.users import UserStore
 from routing import AgentProfile, AgentState, CallDistributor, QueueConfig
+from routing.admin import RoutingBase
 
 PASSWORDS = {"anna": "blue-harbour-7", "sam": "green-valley-42", "ada": "red-mountain-333"}
 ROLES = {"anna": "agent", "sam": "supervisor", "ada": "admin"}
@@ -30,6 +33,7 @@ class Console:
     acd: CallDistributor
     bus: EventBus
     tmp: Path
+    announced: list[tuple[str, str]] = field(default_factory=list)  # RoutingHooks.changed calls
 
     async def login(self, name: str, password: str | None = None) -> Any:
         return await login(self.client, name, password)
@@ -57,6 +61,17 @@ async def csrf(client: TestClient[Any, Any]) -> str:
 
 
 @pytest.fixture(scope="session")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where browser tests save their screenshots: a temporary folder, so a test run leaves the git tree
+    as it was; docs/console/ (the pictures in docs/CONSOLE.md) only with HOTLINE_DOCS_SCREENSHOTS=1."""
+    if os.environ.get("HOTLINE_DOCS_SCREENSHOTS") == "1":
+        folder = Path(__file__).resolve().parents[2] / "docs" / "console"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+    return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="session")
 def users_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A database with the three users, made once (scrypt is slow on purpose) and copied per test."""
     path = tmp_path_factory.mktemp("template") / "hotline.db"
@@ -79,11 +94,13 @@ async def console(tmp_path: Path, users_db: Path) -> AsyncIterator[Console]:
     acd.add_agent(AgentProfile("anna", "sip:anna@127.0.0.1:5090"), AgentState.AVAILABLE)
     bus = EventBus()
     settings = ConsoleSettings(port=0, recordings_dir=str(tmp_path / "recordings"), session_idle_s=600)
-    app = create_app(store, acd, bus.subscribe, settings, users=users)
+    announced: list[tuple[str, str]] = []
+    hooks = RoutingHooks(RoutingBase.of(acd), lambda kind, name: announced.append((kind, name)))  # as hotline/web.py
+    app = create_app(store, acd, bus.subscribe, settings, users=users, routing=hooks)
     client: TestClient[Any, Any] = TestClient(TestServer(app))
     await client.start_server()
     try:
-        yield Console(client, store, users, acd, bus, tmp_path)
+        yield Console(client, store, users, acd, bus, tmp_path, announced)
     finally:
         await client.close()
         store.close()

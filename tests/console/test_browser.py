@@ -1,6 +1,6 @@
 """The console in Debian's chromium (Playwright) against a running hotline with a real SIP call:
 each role logs in, the call appears on the wallboard and its transcript grows, the agent's screen pops,
-search finds the call and its recording plays. Saves the screenshots in docs/console/."""
+search finds the call and its recording plays. Saves the screenshots (docs/console/ with HOTLINE_DOCS_SCREENSHOTS=1)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,6 @@ from telephony import AgentPhone, TestCaller
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "console"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--autoplay-policy=no-user-gesture-required"]
@@ -46,10 +44,9 @@ def agent_voice() -> bytes:
     return resample(synth.synthesize("Hello, this is Anna at the card services desk.", "en"), synth.sample_rate, 8000)
 
 
-async def test_console_in_a_browser_during_a_real_call(tmp_path: Path) -> None:
+async def test_console_in_a_browser_during_a_real_call(tmp_path: Path, shots: Path) -> None:
     from playwright.async_api import async_playwright
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
     async with AgentPhone(port=0, play_pcm=await asyncio.to_thread(agent_voice)) as phone:
         settings = load_settings(
             DEFAULT_CONFIG, sip={"host": "127.0.0.1", "port": 0}, data_dir=str(tmp_path / "var"),
@@ -64,12 +61,12 @@ async def test_console_in_a_browser_during_a_real_call(tmp_path: Path) -> None:
             users = hotline.web.console.users
             for name, (role, password) in USERS.items():
                 await asyncio.to_thread(users.add_user, name, password, role)
-            await _drive(hotline, hotline.web.url, async_playwright)
+            await _drive(hotline, hotline.web.url, async_playwright, shots)
         finally:
             await hotline.stop()
 
 
-async def _drive(hotline: Hotline, base: str, async_playwright: Any) -> None:
+async def _drive(hotline: Hotline, base: str, async_playwright: Any, shots: Path) -> None:
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
         try:
@@ -83,7 +80,7 @@ async def _drive(hotline: Hotline, base: str, async_playwright: Any) -> None:
                         if msg.type == "error" else None)
                 await page.goto(f"{base}/login")
                 if name == "anna":
-                    await page.screenshot(path=str(SHOTS / "login.png"))
+                    await page.screenshot(path=str(shots / "login.png"))
                 await page.fill("input[name=user]", name)
                 await page.fill("input[name=password]", password)
                 await page.click("button[type=submit]")
@@ -98,7 +95,7 @@ async def _drive(hotline: Hotline, base: str, async_playwright: Any) -> None:
             admin = pages["ada"]
             await admin.goto(f"{base}/admin/users")
             assert await admin.locator("#users tbody tr").count() == 3
-            await admin.screenshot(path=str(SHOTS / "users.png"), full_page=True)
+            await admin.screenshot(path=str(shots / "users.png"), full_page=True)
 
             wall, desk = pages["sam"], pages["anna"]
             for p in (wall, desk):
@@ -116,14 +113,15 @@ async def _drive(hotline: Hotline, base: str, async_playwright: Any) -> None:
                 caller.send_dtmf(leg, "0")  # an agent, please (keys cut the greeting short)
                 await desk.locator("#pop-caller", has_text=CALLER).wait_for(timeout=40_000)
                 assert await desk.locator("#pop-transcript li").count() >= 1  # the transcript so far
+                assert "relaxed en" in await desk.locator("#pop-routing").inner_text()  # anna has no "en" skill
                 await desk.locator("#agent-state[data-state=on_call]").wait_for(timeout=10_000)
                 # The agent's words are transcribed and reach the wallboard while the call goes on.
                 await until(lambda: _count_at_least(call.locator("li.agent"), 1), 60,
                             "the agent's speech on the wallboard")
                 grown = await lines.count()
                 assert grown > first, (first, grown)
-                await wall.screenshot(path=str(SHOTS / "wallboard.png"), full_page=True)
-                await desk.screenshot(path=str(SHOTS / "agent-desktop.png"), full_page=True)
+                await wall.screenshot(path=str(shots / "wallboard.png"), full_page=True)
+                await desk.screenshot(path=str(shots / "agent-desktop.png"), full_page=True)
                 await leg.hangup()
 
             # The agent saves the wrap-up.
@@ -143,7 +141,7 @@ async def _drive(hotline: Hotline, base: str, async_playwright: Any) -> None:
             await wall.wait_for_load_state()
             assert await wall.locator("#result-count").inner_text() == "1"
             assert "[hold]" in await wall.locator("#results .snip").first.inner_text()  # the matching line
-            await wall.screenshot(path=str(SHOTS / "search.png"), full_page=True)
+            await wall.screenshot(path=str(shots / "search.png"), full_page=True)
             await wall.click("#results a")
             await wall.wait_for_selector("#transcript li")
             assert record.id in wall.url
@@ -158,12 +156,12 @@ async def _drive(hotline: Hotline, base: str, async_playwright: Any) -> None:
                 const a = document.getElementById('recording'); a.muted = true; await a.play();
                 await new Promise((r) => setTimeout(r, 700)); a.pause(); return a.currentTime; }""")
             assert played > 0.1, played
-            await wall.screenshot(path=str(SHOTS / "call.png"), full_page=True)
+            await wall.screenshot(path=str(shots / "call.png"), full_page=True)
             await wall.goto(f"{base}/dashboard?by=hour")
             assert await wall.locator("#kpis .tile b").first.inner_text() == "1"
-            await wall.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
+            await wall.screenshot(path=str(shots / "dashboard.png"), full_page=True)
             await desk.goto(f"{base}/agent?lang=zh")
-            await desk.screenshot(path=str(SHOTS / "agent-desktop-zh.png"), full_page=True)
+            await desk.screenshot(path=str(shots / "agent-desktop-zh.png"), full_page=True)
             log = await asyncio.to_thread(hotline.web.console.users.audit_log, 100)
             assert ("sam", "play_recording", record.id) in [(a.user, a.action, a.target) for a in log]
             assert ("anna", "wrap_up", record.id) in [(a.user, a.action, a.target) for a in log]

@@ -1,7 +1,7 @@
 """The wallboard in Debian's chromium during a real call to a running hotline: the supervisor listens in
 (WebAudio receives the call's audio over /ws/listen) and, when the caller (espeak through the test caller,
 transcribed by the hotline's recognizer) gets angry, the call is flagged live; the flag is kept with the
-call (call page, dashboard). Saves docs/console/wallboard-angry.png."""
+call (call page, dashboard). Saves (with HOTLINE_DOCS_SCREENSHOTS=1) docs/console/wallboard-angry.png."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hotline.settings import DEFAULT_CONFIG, load_settings
 from recordings.sentiment import SentimentStore
 from telephony import AgentPhone, TestCaller
 
-from .test_browser import CHROMIUM_ARGS, SHOTS, until
+from .test_browser import CHROMIUM_ARGS, until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -32,10 +32,9 @@ def caller_voice() -> bytes:
     return resample(synth.synthesize(ANGRY, "en"), synth.sample_rate, 8000)
 
 
-async def test_supervisor_listens_in_and_sees_the_angry_caller_flagged(tmp_path: Path) -> None:
+async def test_supervisor_listens_in_and_sees_the_angry_caller_flagged(tmp_path: Path, shots: Path) -> None:
     from playwright.async_api import async_playwright
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
     voice = await asyncio.to_thread(caller_voice)
     phone = AgentPhone(port=0)
     await phone.start()
@@ -53,7 +52,7 @@ async def test_supervisor_listens_in_and_sees_the_angry_caller_flagged(tmp_path:
             browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS,
                                                headless=True)
             try:
-                await _drive(hotline, hotline.web.url, browser, voice)
+                await _drive(hotline, hotline.web.url, browser, voice, shots)
             finally:
                 await browser.close()
     finally:
@@ -74,7 +73,7 @@ async def _login(browser: Any, base: str, name: str, password: str, errors: list
     return page
 
 
-async def _drive(hotline: Hotline, base: str, browser: Any, voice: bytes) -> None:
+async def _drive(hotline: Hotline, base: str, browser: Any, voice: bytes, shots: Path) -> None:
     errors: list[str] = []
     wall = await _login(browser, base, "sam", "green-valley-42", errors)
     assert wall.url.endswith("/wallboard")
@@ -104,7 +103,7 @@ async def _drive(hotline: Hotline, base: str, browser: Any, voice: bytes) -> Non
         assert await wall.locator(".live-call").first.get_attribute("data-call") == call_id  # angry first
         more = await _listened(wall, 0)
         assert more["bytes"] > heard["bytes"], (heard, more)
-        await wall.screenshot(path=str(SHOTS / "wallboard-angry.png"), full_page=True)
+        await wall.screenshot(path=str(shots / "wallboard-angry.png"), full_page=True)
         caller.send_dtmf(leg, "0")  # an agent, please: her screen pop shows the caller's mood
         await agent.locator("#pop-mood .mood.flagged").wait_for(timeout=40_000)
         await leg.hangup()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -30,6 +31,24 @@ def tone(seconds: float, hz: float = 440.0, amplitude: int = 8000) -> bytes:
 def rms(pcm: bytes) -> float:
     x = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
     return float(np.sqrt(np.mean(x * x))) if len(x) else 0.0
+
+
+async def handshake_status(console: Console, path: str, **kwargs: Any) -> int:
+    """The HTTP status a WebSocket handshake to `path` was refused with (fails if it was accepted)."""
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await console.client.ws_connect(path, **kwargs)
+    return refused.value.status
+
+
+async def refusals_then_supervisor(console: Console, base: str, call_id: str) -> None:
+    """An agent gets 403 at `base/call_id`; then, logged in as the supervisor, an unknown call 404 and a
+    foreign origin 403 (the caller goes on as the supervisor)."""
+    assert (await console.login("anna")).status == 302
+    assert await handshake_status(console, f"{base}/{call_id}") == 403
+    await console.client.post("/logout", headers={"X-CSRF-Token": await console.csrf()})
+    assert (await console.login("sam")).status == 302
+    assert await handshake_status(console, f"{base}/no-such-call") == 404
+    assert await handshake_status(console, f"{base}/{call_id}", headers={"Origin": "http://evil.example"}) == 403
 
 
 def test_mixer_is_clocked_by_outgoing_frames_and_sums_both_sides() -> None:
@@ -71,20 +90,7 @@ async def test_supervisor_hears_a_real_call_agents_cannot_and_it_is_audited(cons
         app_console = console.client.server.app[CONSOLE]
         app_console.listen = SessionAudio(SimpleNamespace(sessions=[SimpleNamespace(call_id="live-1", leg=leg)]))
 
-        assert (await console.login("anna")).status == 302
-        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-            await console.client.ws_connect("/ws/listen/live-1")
-        assert refused.value.status == 403
-        await console.client.post("/logout", headers={"X-CSRF-Token": await console.csrf()})
-
-        assert (await console.login("sam")).status == 302
-        with pytest.raises(aiohttp.WSServerHandshakeError) as unknown:
-            await console.client.ws_connect("/ws/listen/no-such-call")
-        assert unknown.value.status == 404
-        with pytest.raises(aiohttp.WSServerHandshakeError) as foreign:
-            await console.client.ws_connect("/ws/listen/live-1", headers={"Origin": "http://evil.example"})
-        assert foreign.value.status == 403
-
+        await refusals_then_supervisor(console, "/ws/listen", "live-1")
         ws = await console.client.ws_connect("/ws/listen/live-1")
         head = await ws.receive_json(timeout=5)
         assert head == {"call_id": "live-1", "sample_rate": 8000, "format": "s16le", "channels": 1}

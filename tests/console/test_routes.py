@@ -45,6 +45,14 @@ ROUTES: list[tuple[str, str, Any, dict[str, int]]] = [
     ("GET", "/admin/agents", None, {ANON: 302, AGENT: 403, SUP: 200, ADMIN: 200}),
     ("POST", "/admin/agents", {"id": "anna", "uri": "sip:anna@127.0.0.1:5090", "skills": "en:2"},
      {ANON: 302, AGENT: 403, SUP: 403, ADMIN: 302}),
+    ("POST", "/admin/agents/anna/reset", {}, {ANON: 302, AGENT: 403, SUP: 403, ADMIN: 302}),
+    ("POST", "/admin/queues/general/reset", {}, {ANON: 302, AGENT: 403, SUP: 403, ADMIN: 302}),
+    # no prompt admin in this console (hotline serve hands one in): 503 past the role check (see test_prompts.py)
+    ("GET", "/admin/prompts", None, {ANON: 302, AGENT: 403, SUP: 503, ADMIN: 503}),
+    ("GET", "/admin/prompts/listen?key=greeting&lang=en", None, {ANON: 302, AGENT: 403, SUP: 503, ADMIN: 503}),
+    ("POST", "/admin/prompts/save", {"key": "greeting", "lang": "en", "text": "Hi"},
+     {ANON: 302, AGENT: 403, SUP: 403, ADMIN: 503}),
+    ("GET", "/api/prompts", None, {ANON: 401, AGENT: 403, SUP: 503, ADMIN: 503}),
     ("GET", "/api/me", None, {ANON: 401, AGENT: 200, SUP: 200, ADMIN: 200}),
     ("GET", "/api/calls", None, {ANON: 401, AGENT: 403, SUP: 200, ADMIN: 200}),
     ("GET", f"/api/calls/{CALL_ID}", None, {ANON: 401, AGENT: 403, SUP: 200, ADMIN: 200}),
@@ -61,6 +69,7 @@ ROUTES: list[tuple[str, str, Any, dict[str, int]]] = [
     ("GET", "/ws/events", None, {ANON: 401, AGENT: 400, SUP: 400, ADMIN: 400}),  # 400: a GET that is no upgrade
     # no ListenSource in this console (hotline serve hands one in): 404 past the role check
     ("GET", f"/ws/listen/{CALL_ID}", None, {ANON: 401, AGENT: 403, SUP: 404, ADMIN: 404}),
+    ("GET", f"/ws/whisper/{CALL_ID}", None, {ANON: 401, AGENT: 403, SUP: 404, ADMIN: 404}),
     ("GET", "/no/such/page", None, {ANON: 404, AGENT: 404, SUP: 404, ADMIN: 404}),
     ("POST", "/logout", {}, {ANON: 302, AGENT: 302, SUP: 302, ADMIN: 302}),
 ]

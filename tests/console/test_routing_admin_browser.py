@@ -1,6 +1,7 @@
 """In Debian's chromium (Playwright) against a running `hotline serve`: a stored queue override is applied at
 start-up over the YAML, then an admin edits an agent's skills on /admin/agents and the running distributor
-has them at once (no restart). Saves docs/console/admin-agents.png."""
+has them at once (no restart); reset puts the YAML back. Saves admin-agents.png (docs/console/ with
+HOTLINE_DOCS_SCREENSHOTS=1)."""
 
 from __future__ import annotations
 
@@ -16,17 +17,14 @@ from recordings.routing_admin import RoutingOverrides
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "console"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ADMIN, PASSWORD = "ada", "red-mountain-333"
 
 
-async def test_admin_edits_an_agents_skills_in_the_browser_and_routing_has_them(tmp_path: Path) -> None:
+async def test_admin_edits_an_agents_skills_in_the_browser_and_routing_has_them(tmp_path: Path, shots: Path) -> None:
     from playwright.async_api import async_playwright
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
     settings = load_settings(
         DEFAULT_CONFIG, sip={"host": "127.0.0.1", "port": 0}, data_dir=str(tmp_path / "var"), web={"port": 0},
         queues=[{"name": "general", "wrap_up_s": 5,
@@ -73,10 +71,23 @@ async def test_admin_edits_an_agents_skills_in_the_browser_and_routing_has_them(
                 await page.locator("#admin-error").wait_for(timeout=10_000)
                 assert "level must be" in await page.locator("#admin-error").inner_text()
                 assert await form.locator("input[name=skills]").input_value() == "zh:12"  # kept for correcting
-                await page.screenshot(path=str(SHOTS / "admin-agents.png"), full_page=True)
+                await page.screenshot(path=str(shots / "admin-agents.png"), full_page=True)
+                assert dict(hotline.acd.agent("anna").skills) == {"zh": 3, "cards": 2}
+                # Reset to configuration file: the stored rows go, the YAML's values are live again.
+                await page.locator("#reset-agent-anna button").click()
+                await page.locator("#admin-done").wait_for(timeout=10_000)
+                assert "configuration file" in await page.locator("#admin-done").inner_text()
+                assert await page.locator("#agent-anna .skills").inner_text() == "en:1"
+                await page.goto(f"{hotline.web.url}/admin/queues")
+                await page.locator("#reset-queue-general button").click()
+                await page.locator("#admin-done").wait_for(timeout=10_000)
+                assert await page.locator("#reset-queue-general").count() == 0  # nothing stored any more
                 assert not errors, errors
             finally:
                 await browser.close()
-        assert dict(hotline.acd.agent("anna").skills) == {"zh": 3, "cards": 2}
+        assert dict(hotline.acd.agent("anna").skills) == {"en": 1}
+        cfg = hotline.acd.queue_config("general")
+        assert (cfg.wrap_up_s, cfg.strategy) == (5, "longest_idle")
+        assert RoutingOverrides(hotline.deps.store.engine).all() == []
     finally:
         await hotline.stop()

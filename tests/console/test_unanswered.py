@@ -44,11 +44,44 @@ def test_paraphrases_group_together_and_topics_stay_apart() -> None:
     english = [c for c in clusters if c.lang == "en"]
     assert sorted(c.count for c in english) == [3, 3, 3, 4]  # every English paraphrase found its group
     chinese = [c for c in clusters if c.lang == "zh"]
-    assert len(chinese) <= 7 and max(c.count for c in chinese) == 3  # character n-grams miss some synonyms
+    assert sorted(c.count for c in chinese) == [2, 3, 3, 3]  # 孩子/小孩, 地址/住址, 利息/利率 folded: 4 topics
     assert clusters[0].count == 4 and clusters[0].label in GROUPS["mortgage"]
     assert cluster_questions([]) == []
     one = cluster_questions([Question("hello there", "en", "c1", "t")])
     assert [(c.count, c.label) for c in one] == [(1, "hello there")]
+
+
+# Chinese questions never tuned on (docs/CONSOLE.md "Unanswered questions"): HELD_OUT_ZH was written before any
+# change to the Chinese grouping, ZH_LATER after the first sweep (the question-word stop list came after both).
+HELD_OUT_ZH = {
+    "lost": ["我的卡丢了", "银行卡不见了怎么办", "信用卡遗失了要挂失"],
+    "balance": ["查一下余额", "我卡里还有多少钱", "账户余额是多少"],
+    "hours": ["你们几点开门", "营业时间是什么时候", "周末上班吗"],
+    "limit": ["转账限额是多少", "一天最多能转多少钱", "转账额度怎么提高"],
+    "password": ["密码忘了怎么办", "我想重置密码", "忘记登录密码"],
+    "loan": ["我想申请个人贷款", "贷款需要什么材料", "能借多少钱"],
+    "cancel": ["我要注销信用卡", "怎么销卡", "不想用这张卡了"],
+    "statement": ["怎么查账单", "上个月的账单在哪看", "信用卡对账单"],
+    "branch": ["最近的网点在哪", "附近有没有你们的支行", "离我最近的银行在哪里"],
+}
+ZH_LATER = {
+    "fee": ["年费怎么收", "这张卡有没有年费", "免年费的条件是什么"],
+    "wealth": ["有什么理财产品", "理财收益怎么样", "我想买点理财"],
+    "mobile": ["手机银行登不上", "手机银行怎么开通", "app打不开了"],
+    "complain": ["我要投诉", "你们服务太差了我要投诉", "投诉电话是多少"],
+}
+
+
+def test_chinese_questions_never_tuned_on_are_seldom_mixed_across_topics() -> None:
+    """Measured (docs/CONSOLE.md): held out 18 groups for 9 topics, 1 mixing two (挂失 with 注销信用卡: both
+    "信用卡"); later 5 groups for 4 topics, none mixed. Character 1-2-grams before: 17 groups with 5 mixed, 9
+    with 1 mixed."""
+    for topics, most_groups, most_mixed in ((HELD_OUT_ZH, 19, 1), (ZH_LATER, 5, 0)):
+        gold = {t: g for g, texts in topics.items() for t in texts}
+        clusters = cluster_questions([Question(t, "zh", f"c{i}", "t") for i, t in enumerate(gold)])
+        mixed = [[e["text"] for e in c.examples] for c in clusters if len({gold[e["text"]] for e in c.examples}) > 1]
+        assert len(mixed) <= most_mixed, mixed
+        assert len(topics) <= len(clusters) <= most_groups, [c.label for c in clusters]  # synonyms still split some
 
 
 @pytest.fixture

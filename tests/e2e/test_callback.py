@@ -4,8 +4,12 @@ phone and the customer's phone that the hotline dials back (docs/ROUTING.md, "Ca
 from __future__ import annotations
 
 import asyncio
+import io
+import os
+import signal
 import sqlite3
 import time
+import wave
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +19,7 @@ import yaml
 from support.agent_legs import leg_from, words
 from support.e2e_server import ROOT, Server, free_sip_port, start_server, stop_server, write_config
 
+from recordings.atrest import open_recording
 from telephony import AgentPhone, CallLeg, TestCaller
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -60,6 +65,16 @@ def wait_for(predicate: Any, timeout: float = 20.0) -> Any:
             return value
         time.sleep(0.2)
     return predicate()
+
+
+async def rows_soon(server: Server, sql: str, *args: Any, timeout: float = 20.0) -> list[tuple[Any, ...]]:
+    """`rows` once there are some (polled off the event loop: the test's SIP legs keep running)."""
+    for _ in range(int(timeout / 0.2)):
+        found = await asyncio.to_thread(rows, server, sql, *args)
+        if found:
+            return found
+        await asyncio.sleep(0.2)
+    return await asyncio.to_thread(rows, server, sql, *args)
 
 
 def longest_run(flags: Any) -> int:
@@ -146,6 +161,19 @@ async def test_queued_caller_hears_music_takes_a_callback_and_is_dialled_back_to
     events = [ln.text for ln in server.store.get_transcript(call.id) if ln.speaker == "event"]
     assert any("callback requested to 5550002" in e for e in events), events
     assert any("callback connected to agent agent0" in e for e in events), events
+    # The callback conversation is transcribed and recorded on the call, like an agent call: the recording
+    # the call page plays is the call's own with the callback's joined after it.
+    lines = wait_for(lambda: (t := server.store.get_transcript(call.id)) and "callback ended" in t[-1].text and t)
+    connected = next(ln.seq for ln in lines if ln.text.startswith("callback connected"))
+    talk = {ln.speaker for ln in lines if ln.seq > connected and ln.speaker in ("caller", "agent") and ln.text}
+    assert talk == {"caller", "agent"}, [(ln.speaker, ln.text) for ln in lines if ln.seq > connected]
+    path = wait_for(lambda: (c := server.store.get_call(call.id)) and "joined" in (c.recording_path or "")
+                    and c.recording_path)
+    assert path, server.store.get_call(call.id)
+    with wave.open(io.BytesIO(open_recording(path))) as w:
+        assert w.getnchannels() == 2 and w.getnframes() / 8000 > 15  # the IVR and queue, then the callback
+    files = [p.name for p in (server.data_dir / "recordings").glob(f"{call.id}*")]
+    assert files == [os.path.basename(path)], files  # the two parts were replaced by the joined file
 
 
 async def test_callback_nobody_answers_is_retried_then_recorded_failed(server: Server, voice: Any) -> None:
@@ -172,3 +200,47 @@ async def test_callback_nobody_answers_is_retried_then_recorded_failed(server: S
     assert rows(server, "SELECT status FROM queue_entries WHERE call_id=?", call.id) == [("abandoned",)]
     events = [ln.text for ln in server.store.get_transcript(call.id) if ln.speaker == "event"]
     assert any("given up after 2 attempts" in e for e in events), events
+
+
+async def test_a_callback_outlives_a_killed_worker(server: Server, voice: Any) -> None:
+    """The worker is SIGKILLed after the caller took the callback and before any agent was free; the restarted
+    worker takes it back from the database and the customer is called back and connected (last in the module:
+    the module's server is the restarted one afterwards)."""
+    async with (
+        AgentPhone(port=AGENT_PORT, play_pcm=voice("Hello.")) as agent,
+        AgentPhone(port=CUSTOMER_PORT, play_pcm=voice("Yes."), repeat=True, gap_s=1.0) as customer,
+        TestCaller() as first,
+        TestCaller() as second,
+    ):
+        # Lean: keys over the prompts (DTMF always barges in), and the caller hangs up once the callback is taken.
+        leg1, leg2 = await asyncio.gather(first.call(server.uri, from_user="1001"),
+                                          second.call(server.uri, from_user="5550004"))
+        await asyncio.sleep(1.5)
+        first.send_dtmf(leg1, "0")
+        await leg_from(agent, "1001", 40)  # the only agent is now busy
+        second.send_dtmf(leg2, "0")
+        await asyncio.sleep(2.0)  # queued
+        second.send_dtmf(leg2, "*")
+        await asyncio.sleep(2.0)  # "Press 1 to be called back on 5 5 5 0 0 0 4. Or key in another number, ..."
+        second.send_dtmf(leg2, "1#")
+        sql = "SELECT b.state, b.attempts, c.id FROM callbacks b JOIN calls c ON c.id = b.call_id WHERE c.sip_call_id=?"
+        [(state, _, call_id)] = await rows_soon(server, sql, leg2.call_id)
+        assert state == "pending"
+        await leg2.hangup()
+        os.kill(server.proc.pid, signal.SIGKILL)  # nothing is said to anybody: the promise is only in the database
+        server.proc.wait(10)
+        bye = asyncio.ensure_future(leg1.hangup())  # to the dead worker: unanswered, meanwhile the restart
+        restarted = await asyncio.to_thread(start_server, server.config, server.data_dir)
+        server.proc, server.port = restarted.proc, restarted.port  # the fixture stops this one
+        cust_leg = await customer.wait_for_call(timeout=40)
+        agent_leg = await leg_from(agent, "5550004", 30)
+        await asyncio.sleep(1.0)
+        await cust_leg.hangup()
+        await asyncio.wait_for(agent_leg.ended.wait(), 10)
+        await bye
+    done = wait_for(lambda: rows(server, "SELECT state, attempts FROM callbacks WHERE call_id=?", call_id)
+                    == [("done", 1)])
+    assert done, server.log()[-3000:]
+    assert server.store.get_call(call_id).outcome == "callback_connected"
+    events = [ln.text for ln in server.store.get_transcript(call_id) if ln.speaker == "event"]
+    assert "callback to 5550004 taken back by worker-1 (place kept)" in events, events

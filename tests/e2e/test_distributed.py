@@ -202,8 +202,13 @@ async def test_calls_spread_fail_over_and_interrupted_calls_are_closed(
         settings = load_settings(cluster.configs[0])
         engine = sa.create_engine(settings.database_url)
         try:
-            agents = agents_text(engine, settings)
-            assert re.search(r"^agent0\s+agent0\s+(available|wrap_up)\s", agents, re.M), agents
+            # The second agent call has just ended: its worker publishes her new state a moment later.
+            def agent_free() -> str:
+                text = agents_text(engine, settings)
+                return text if re.search(r"^agent0\s+agent0\s+(available|wrap_up)\s", text, re.M) else ""
+
+            assert await _wait(agent_free, 10, "agent0 free again in `hotline agents`",
+                               lambda: agents_text(engine, settings))
 
             def answered() -> int:  # the two agent calls, added up over both workers' published statistics
                 q = queues_text(engine, settings)

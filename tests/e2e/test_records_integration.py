@@ -107,6 +107,10 @@ async def test_intents_keys_queue_and_agent_leg_are_recorded_and_reported(server
     assert agent_leg.peer == f"sip:agent0@127.0.0.1:{AGENT_PORT}"
     assert agent_leg.answered_at is not None and agent_leg.ended_at is not None
     assert agent_leg.end_reason == "caller_hung_up_with_agent"
+    # Skills from the call: an English caller needs "en"; agent0 has no skills, so it is relaxed at once.
+    events = [ln.text for ln in server.store.get_transcript(call1.id) if ln.speaker == "event"]
+    assert "queued for general (caller asked for an agent; needs en:1)" in events, events
+    assert "skill en relaxed (no logged-in agent has it)" in events, events
 
     # Caller 2: hung up while queued → abandoned, with the time waited.
     assert [(r.intent, r.source) for r in rows(server, IntentRecord, call2.id)] == [("agent", "dtmf")]

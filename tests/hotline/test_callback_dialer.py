@@ -5,7 +5,9 @@ could not call back. Real SipEndpoint, AgentPhones, espeak prompts, SQLite call 
 from __future__ import annotations
 
 import asyncio
+import io
 import sqlite3
+import wave
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from hotline.events import AgentAssigned, CallEnded, Event
 from hotline.session import SessionDeps
 from hotline.settings import DEFAULT_CONFIG, load_settings
 from recordings import CallStore
+from recordings.atrest import open_recording
 from routing import AgentProfile, AgentState, CallDistributor, QueueConfig
 from telephony import AgentPhone, SipEndpoint
 from tts import PromptCache, create_synthesizer
@@ -116,13 +119,39 @@ async def test_agent_who_misses_the_callback_is_replaced_by_the_next(rig: Rig, t
     assert rig.rows("SELECT status, agent FROM queue_entries WHERE call_id=?") == [("answered", "quick")]
     assert rig.rows("SELECT outcome, agent FROM calls WHERE id=?") == [("callback_connected", "quick")]
     assert rig.acd.agent("quick").state is AgentState.AVAILABLE  # after wrap-up (0 s)
+    assert rig.rows("SELECT state, attempts, reason, number FROM callbacks WHERE call_id=?") == [
+        ("done", 1, "customer_hung_up", "")]  # the number is erased once the callback is made
+    [(path,)] = rig.rows("SELECT recording_path FROM calls WHERE id=?")
+    with wave.open(io.BytesIO(open_recording(path))) as w:  # the conversation, recorded (no call recording here)
+        assert w.getnchannels() == 2 and w.getnframes() > 8000
 
 
-async def test_a_stopping_worker_records_the_callbacks_it_could_not_make(rig: Rig) -> None:
+async def test_a_stopping_worker_keeps_the_callbacks_it_could_not_make(rig: Rig) -> None:
+    """They stay promised in the database for the next start (tests/hotline/test_callback_store.py takes them back)."""
     rig.acd.add_agent(AgentProfile("anna", "sip:anna@127.0.0.1:9"), AgentState.ON_BREAK)  # nobody to call for
     await queue_callback(rig, "5550009")
     await rig.dialer.stop()
-    assert rig.rows("SELECT outcome, end_reason FROM calls WHERE id=?") == [("callback_failed", "worker_stopped")]
-    assert rig.rows("SELECT status FROM queue_entries WHERE call_id=?") == [("abandoned",)]
+    assert rig.rows("SELECT outcome FROM calls WHERE id=?") == [("callback_requested",)]
+    assert rig.rows("SELECT status FROM queue_entries WHERE call_id=?") == [("queued",)]
+    assert rig.rows("SELECT state, attempts, node FROM callbacks WHERE call_id=?") == [("pending", 0, "worker-1")]
     lines = [ln.text for ln in rig.store.get_transcript(CALL)]
-    assert lines == ["callback not made: the worker stopped"]
+    assert lines == ["callback kept: worker-1 stops; it is made after the restart"]
+
+
+async def test_a_ring_timeout_changed_in_the_console_is_the_one_the_agent_rings_for(rig: Rig) -> None:
+    """The YAML rings agents 1.5 s; an admin raised it to 8 s (/admin/queues → `update_queue`): an agent who
+    answers after 3 s now gets the callback (hotline/callback.py `ring_timeout_s`, as the session's ring)."""
+    rig.acd.update_queue("general", ring_timeout_s=8.0)
+    slow = AgentPhone(port=0, answer_delay=3.0)
+    customer = AgentPhone(port=int(rig.dialer.deps.settings.queues[0].callback.dial_uri.rsplit(":", 1)[1]))
+    async with slow, customer:
+        rig.acd.add_agent(AgentProfile("slow", f"sip:slow@127.0.0.1:{slow.port}"), AgentState.ON_BREAK)
+        await queue_callback(rig, "5550009")
+        rig.acd.set_state("slow", AgentState.AVAILABLE)
+        cust_leg = await customer.wait_for_call(10)
+        agent_leg = await leg_from(slow, "5550009", 20)
+        assert rig.acd.agent("slow").state is AgentState.ON_CALL
+        await cust_leg.hangup()
+        await asyncio.wait_for(agent_leg.ended.wait(), 10)
+    legs = rig.rows("SELECT kind, answered_at IS NOT NULL FROM legs WHERE call_id=? ORDER BY started_at")
+    assert legs == [("callback", 1), ("agent", 1)]

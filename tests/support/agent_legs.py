@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import numpy as np
+
 from telephony import AgentPhone, CallLeg
 
 
@@ -17,6 +19,22 @@ async def leg_from(phone: AgentPhone, caller: str, timeout: float) -> CallLeg:
             return legs[-1]
         await asyncio.sleep(0.1)
     raise AssertionError(f"no call from {caller} on port {phone.port} within {timeout} s")
+
+
+def tone(hz: float, seconds: float = 2.0) -> bytes:
+    """A sine tone as 8 kHz PCM16: an agent's phone that is easy to tell apart (tests/hotline/test_consult.py)."""
+    t = np.arange(int(8000 * seconds)) / 8000
+    return (0.3 * 32767 * np.sin(2 * np.pi * hz * t)).astype("<i2").tobytes()
+
+
+def tone_share(pcm: bytes, hz: float) -> float:
+    """Fraction of the signal's energy within ±40 Hz of `hz` (0 for silence or under 0.1 s of audio)."""
+    x = np.frombuffer(pcm[: len(pcm) // 2 * 2], "<i2").astype(np.float64)
+    if len(x) < 800 or not np.any(x):
+        return 0.0
+    spec = np.abs(np.fft.rfft(x)) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1 / 8000)
+    return float(spec[np.abs(freqs - hz) <= 40].sum() / spec.sum())
 
 
 def words(text: str) -> str:
