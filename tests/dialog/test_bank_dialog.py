@@ -4,27 +4,25 @@ recommendations, menus, go back, lockout, and secrets kept out of everything the
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.bank_dialog import copied_bank, keys, seeded_bank_file, spoken, start, verify
 
 from dialog import (
     Action,
-    Conversation,
     DialogEngine,
     Flow,
     FlowConfigError,
     Listen,
-    Say,
     Transfer,
     Understood,
     load_flow,
 )
-from dialog.bank_cli import DEMO_CUSTOMERS, open_bank
+from dialog.bank_cli import DEMO_CUSTOMERS
 from dialog.flow import FAQ_PREFIX, BankIntent, MenuIntent
 from dialog.samplebank import SampleBank, check_pin, hash_pin
 
@@ -36,16 +34,12 @@ PAYEE = "5005600070008001"
 
 @pytest.fixture(scope="module")
 def bank_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("bank") / "bank.db"
-    open_bank(f"sqlite:///{path}").close()  # seeding hashes four PINs once per module
-    return path
+    return seeded_bank_file(tmp_path_factory.mktemp("bank"))  # seeding hashes four PINs once per module
 
 
 @pytest.fixture
 def bank(bank_template: Path, tmp_path: Path) -> Iterator[SampleBank]:
-    path = tmp_path / "bank.db"
-    shutil.copy(bank_template, path)
-    b = SampleBank(f"sqlite:///{path}")
+    b = copied_bank(bank_template, tmp_path)
     yield b
     b.close()
 
@@ -55,30 +49,8 @@ def bank_engine(bank_flow: Flow, bank: SampleBank) -> DialogEngine:
     return DialogEngine(bank_flow, bank=bank)
 
 
-def start(engine: DialogEngine, lang: str = "en") -> Conversation:
-    conv = engine.new_conversation("bank-test", caller="+8613800000001", lang=lang)
-    conv.start()
-    return conv
-
-
-def keys(conv: Conversation, digits: str) -> list[Action]:
-    actions: list[Action] = []
-    for d in digits:
-        actions = conv.handle_dtmf(d)
-    return actions
-
-
-def spoken(actions: list[Action]) -> str:
-    return " ".join(a.text for a in actions if isinstance(a, Say))
-
-
 def intents(actions: list[Action]) -> list[str]:
     return [a.intent for a in actions if isinstance(a, Understood)]
-
-
-def verify(conv: Conversation, number: str, pin: str) -> list[Action]:
-    keys(conv, number + "#")
-    return keys(conv, pin)
 
 
 # ---- every intent, both languages ----------------------------------------------------------

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.bank_dialog import seeded_bank_file, spoken, verify
 
-from dialog import Action, Conversation, DialogEngine, Flow, FlowConfigError, Listen, Say, Understood, load_flow
-from dialog.bank_cli import open_bank
+from dialog import Action, Conversation, DialogEngine, Flow, FlowConfigError, Listen, Understood, load_flow
 from dialog.corebank import BankError
 from dialog.entities import period
 from dialog.samplebank import AccountRow, SampleBank, TransactionRow
@@ -29,9 +29,7 @@ TODAY = date(2026, 12, 1)  # a Tuesday
 
 @pytest.fixture(scope="module")
 def bank_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("bank") / "bank.db"
-    open_bank(f"sqlite:///{path}").close()
-    return path
+    return seeded_bank_file(tmp_path_factory.mktemp("bank"))
 
 
 @pytest.fixture
@@ -58,22 +56,6 @@ def start(engine: DialogEngine, lang: str = "en") -> Conversation:
     conv.today = TODAY
     conv.start()
     return conv
-
-
-def keys(conv: Conversation, digits: str) -> list[Action]:
-    actions: list[Action] = []
-    for d in digits:
-        actions = conv.handle_dtmf(d)
-    return actions
-
-
-def verify(conv: Conversation, number: str, pin: str) -> list[Action]:
-    keys(conv, number + "#")
-    return keys(conv, pin)
-
-
-def spoken(actions: list[Action]) -> str:
-    return " ".join(a.text for a in actions if isinstance(a, Say))
 
 
 def intents(actions: list[Action]) -> list[str]:
