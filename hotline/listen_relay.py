@@ -34,6 +34,8 @@ from typing import Any
 
 import aiomqtt
 
+from hotline.mqtt_bus import run_until_one_ends
+
 log = logging.getLogger(__name__)
 
 PREFIX = "hotline-listen"
@@ -166,16 +168,7 @@ class ListenRelay:
                     delay = 0.1
                     for stream, heard in self._heard.items():  # after a reconnect: ask again at once
                         self._request(stream, heard.call_id)
-                    tasks = {asyncio.create_task(self._send(client)), asyncio.create_task(self._receive(client)),
-                             asyncio.create_task(self._keepalive())}
-                    try:
-                        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                        for task in done:
-                            task.result()
-                    finally:
-                        for task in tasks:
-                            task.cancel()
-                        await asyncio.gather(*tasks, return_exceptions=True)
+                    await run_until_one_ends(self._send(client), self._receive(client), self._keepalive())
             except aiomqtt.MqttError as exc:
                 if self._connected.is_set():
                     log.warning("listen relay %s lost mqtt://%s:%d (%s); reconnecting", self.node, self.host,

@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Coroutine
 from typing import Any
 
 import aiomqtt
@@ -53,6 +54,20 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         return cls(**fields)
     except TypeError as exc:
         raise BadEvent(f"{topic}: {exc}") from None
+
+
+async def run_until_one_ends(*coros: Coroutine[Any, Any, Any]) -> None:
+    """Runs one connection's loops (send, receive, ...) together until one of them ends: cancels the others
+    and re-raises the first one's error. Used per MQTT connection here and by hotline/listen_relay.py."""
+    tasks = {asyncio.ensure_future(c) for c in coros}
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class MqttEventBus(EventBus):
@@ -166,15 +181,7 @@ class MqttEventBus(EventBus):
                     log.info("event bus %s connected to mqtt://%s:%d", self.node, self.host, self.port)
                     failures = 0
                     # Either side failing (a publish or the message stream) ends this connection.
-                    tasks = {asyncio.create_task(self._send(client)), asyncio.create_task(self._receive(client))}
-                    try:
-                        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                        for task in done:
-                            task.result()
-                    finally:
-                        for task in tasks:
-                            task.cancel()
-                        await asyncio.gather(*tasks, return_exceptions=True)
+                    await run_until_one_ends(self._send(client), self._receive(client))
             except aiomqtt.MqttError as exc:
                 was = self._connected.is_set()
                 self._connected.clear()
