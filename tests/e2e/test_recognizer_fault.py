@@ -12,14 +12,13 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from support.inprocess import running_hotline
 
 from hotline.server import Hotline
-from hotline.settings import DEFAULT_CONFIG, load_settings
 from telephony import TestCaller
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150), pytest.mark.asyncio(loop_scope="module")]
@@ -31,15 +30,8 @@ def words(text: str) -> str:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def hotline(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Hotline]:
-    tmp: Path = tmp_path_factory.mktemp("asrfault")
-    settings = load_settings(
-        DEFAULT_CONFIG, sip={"host": "127.0.0.1", "port": 0, "max_loop_lag_ms": 10000}, data_dir=str(tmp),
-        queues=[{"name": "general", "agents": []}], web={"enabled": False},
-    )
-    h = Hotline(settings)
-    await h.start()
-    yield h
-    await h.stop()
+    async with running_hotline(tmp_path_factory.mktemp("asrfault")) as h:
+        yield h
 
 
 async def _hear_until(tc: TestCaller, leg: Any, ear: Any, word: str, timeout_s: float = 30.0) -> str:

@@ -12,17 +12,16 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import pytest_asyncio
+from support.inprocess import running_hotline
 
 from asr import resample
 from dialog import Conversation, DialogEngine, Listen, Say
 from hotline.server import Hotline
-from hotline.settings import DEFAULT_CONFIG, load_settings
 from telephony import CallLeg, TestCaller, g711
 from tts.espeak_backend import EspeakSynthesizer
 
@@ -59,15 +58,8 @@ class _ScriptedEngine(DialogEngine):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def hotline(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Hotline]:
-    tmp: Path = tmp_path_factory.mktemp("bargein")
-    settings = load_settings(
-        DEFAULT_CONFIG, sip={"host": "127.0.0.1", "port": 0, "max_loop_lag_ms": 10000}, data_dir=str(tmp),
-        queues=[{"name": "general", "agents": []}], web={"enabled": False},
-    )
-    h = Hotline(settings)
-    await h.start()
-    yield h
-    await h.stop()
+    async with running_hotline(tmp_path_factory.mktemp("bargein")) as h:
+        yield h
 
 
 @pytest.fixture(scope="module")

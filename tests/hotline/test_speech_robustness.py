@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from support.inprocess import running_hotline
 from support.waiting import until_true
 
 from asr.backchannel import BackchannelGate, DuckAwareEchoGuard
@@ -31,7 +31,6 @@ from console.metrics import HotlineMetrics
 from hotline.events import Event, SpeechFailed
 from hotline.server import Hotline
 from hotline.session import KEYPAD_FALLBACK
-from hotline.settings import DEFAULT_CONFIG, load_settings
 from hotline.speech_failover import speech_component
 from telephony import TestCaller
 
@@ -40,15 +39,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(90), pytest.mark.asyncio(loo
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def hotline(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Hotline]:
-    tmp: Path = tmp_path_factory.mktemp("speechfault")
-    settings = load_settings(
-        DEFAULT_CONFIG, sip={"host": "127.0.0.1", "port": 0, "max_loop_lag_ms": 10000}, data_dir=str(tmp),
-        queues=[{"name": "general", "agents": []}], web={"enabled": False},
-    )
-    h = Hotline(settings)
-    await h.start()
-    yield h
-    await h.stop()
+    async with running_hotline(tmp_path_factory.mktemp("speechfault")) as h:
+        yield h
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import pytest
+from support.endpoints import Handler, endpoint, uri
 from support.heard import heard_hz
 
-from telephony import CallFailed, CallLeg, ParseError, SipEndpoint, TransferRequest, bridge
+from telephony import CallFailed, CallLeg, ParseError, TransferRequest, bridge
 from telephony.replaces import Replaces, replaces_for, split_uri_headers, uri_with_replaces
 from telephony.sip_message import parse_message, parse_name_addr
 from telephony.testcaller import tone
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.timeout(30)
 
-Handler = Callable[[CallLeg], Awaitable[None]]
 
 
 # ------------------------------------------------------------------------------------------------ pure
@@ -55,19 +54,6 @@ def test_uri_headers_round_trip() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ endpoints
-@contextlib.asynccontextmanager
-async def endpoint(on_call: Handler | None = None, **kw: object) -> AsyncIterator[SipEndpoint]:
-    ep = SipEndpoint("127.0.0.1", 0, rtp_ports=(30000, 40000), **kw)  # type: ignore[arg-type]
-    ep.on_call = on_call
-    await ep.start()
-    try:
-        yield ep
-    finally:
-        await ep.stop()
-
-
-def uri(ep: SipEndpoint, user: str = "hotline") -> str:
-    return f"sip:{user}@127.0.0.1:{ep.port}"
 
 
 def playing(freq: float, into: asyncio.Queue[CallLeg] | None = None) -> Handler:

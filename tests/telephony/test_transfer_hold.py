@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import pytest
+from support.endpoints import endpoint, uri
 
-from telephony import AudioFrame, CallFailed, CallLeg, SipEndpoint, TransferRequest
+from telephony import AudioFrame, CallFailed, CallLeg, TransferRequest
 from telephony.registrar import Registrar
 from telephony.sdp import limit_direction
 from telephony.sip_message import SipRequest, SipResponse, parse_message, parse_name_addr
@@ -22,22 +22,8 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.timeout(60)
 
-Handler = Callable[[CallLeg], Awaitable[None]]
 
 
-@contextlib.asynccontextmanager
-async def endpoint(on_call: Handler | None = None, **kw: object) -> AsyncIterator[SipEndpoint]:
-    ep = SipEndpoint("127.0.0.1", 0, rtp_ports=(30000, 40000), **kw)  # type: ignore[arg-type]
-    ep.on_call = on_call
-    await ep.start()
-    try:
-        yield ep
-    finally:
-        await ep.stop()
-
-
-def uri(ep: SipEndpoint, user: str = "hotline") -> str:
-    return f"sip:{user}@127.0.0.1:{ep.port}"
 
 
 async def frames_over(legs: tuple[CallLeg, CallLeg], seconds: float = 0.4) -> tuple[int, int]:
