@@ -142,6 +142,7 @@ class CallLeg:
         self._out: deque[bytes] = deque()  # queued PCM buffers as given (sliced lazily, 320 bytes per tick)
         self._out_off = 0  # read offset into self._out[0]
         self._out_bytes = 0  # bytes still queued
+        self.cleared = 0  # how many times clear_audio dropped the queue
         self._out_enc: bytes | None = None  # the next part of self._out[0] encoded with self.codec
         self._out_enc_base = 0  # the byte offset into self._out[0] that self._out_enc starts at
         self._gain_lut: np.ndarray | None = None  # duck(): every outgoing sample mapped through it (None: as queued)
@@ -197,7 +198,9 @@ class CallLeg:
         self._played.clear()
 
     def clear_audio(self) -> None:
-        """Drop everything queued at once (barge-in)."""
+        """Drop everything queued at once (barge-in). ``cleared`` counts these, so a prompt still being
+        rendered part by part can tell it was stopped."""
+        self.cleared += 1
         self._out.clear()
         self._out_off = 0
         self._out_bytes = 0

@@ -104,6 +104,7 @@ class Pjsua2Leg:
         self._lock = threading.Lock()
         self._out: deque[bytes] = deque()
         self._out_partial = b""
+        self.cleared = 0  # how many times clear_audio dropped the queue
         self._played = asyncio.Event()
         self._played.set()
         self._gain_lut: Any = None  # duck(): outgoing samples mapped through it (None: as queued); under _lock
@@ -139,7 +140,8 @@ class Pjsua2Leg:
         self._played.clear()
 
     def clear_audio(self) -> None:
-        """Drop everything queued at once (barge-in)."""
+        """Drop everything queued at once (barge-in); counted in ``cleared`` as telephony.CallLeg."""
+        self.cleared += 1
         with self._lock:
             self._out.clear()
             self._out_partial = b""
