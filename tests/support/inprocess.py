@@ -7,17 +7,20 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from hotline.server import Hotline
 from hotline.settings import DEFAULT_CONFIG, load_settings
 
 
 @contextlib.asynccontextmanager
-async def running_hotline(data_dir: Path) -> AsyncIterator[Hotline]:
-    settings = load_settings(
-        DEFAULT_CONFIG, sip={"host": "127.0.0.1", "port": 0, "max_loop_lag_ms": 10000}, data_dir=str(data_dir),
-        queues=[{"name": "general", "agents": []}], web={"enabled": False},
-    )
+async def running_hotline(data_dir: Path, **overrides: Any) -> AsyncIterator[Hotline]:
+    """``overrides``: whole top-level settings sections instead of these defaults (e.g. ``tts={...}``)."""
+    base: dict[str, Any] = {
+        "sip": {"host": "127.0.0.1", "port": 0, "max_loop_lag_ms": 10000}, "data_dir": str(data_dir),
+        "queues": [{"name": "general", "agents": []}], "web": {"enabled": False},
+    }
+    settings = load_settings(DEFAULT_CONFIG, **{**base, **overrides})
     h = Hotline(settings)
     await h.start()
     try:
