@@ -9,6 +9,9 @@ would measure the neighbouring worker instead, so they run in the quiet second p
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 import pytest
 
 # node-id prefixes (path relative to the repository root, optionally ::test)
@@ -29,3 +32,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.nodeid.startswith(SERIAL):
             item.add_marker(pytest.mark.serial)
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_log_handlers() -> Iterator[None]:
+    """Tests that run the CLI in-process (`hotline.cli.main`) configure logging with a handler on the
+    sys.stderr of that moment, a capture buffer that is closed after the test; a later test in the same
+    worker then gets "--- Logging error ---" on its stderr. Such handlers (plain StreamHandler and
+    FileHandler: pytest's own are subclasses) are removed after each test, and the root level restored."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for handler in list(root.handlers):
+        if type(handler) in (logging.StreamHandler, logging.FileHandler):
+            root.removeHandler(handler)
+            if type(handler) is logging.FileHandler:
+                handler.close()
+    root.setLevel(level)
