@@ -361,7 +361,7 @@ class CallSession:
         except (SynthesisError, StopAsyncIteration) as exc:
             await parts.aclose()
             log.error("call %s: prompt %r (%s) could not be rendered: %s", self.call_id, action.text[:60],
-                      action.lang, exc or "no audio")
+                      action.lang, str(exc) or "no audio")
             if self.leg.ended.is_set():
                 raise _CallGone from None
             await self._line("system", action.text, self._now() + self.leg.queued_ms / 1000)

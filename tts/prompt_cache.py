@@ -303,25 +303,18 @@ class PromptCache:
             t = time.perf_counter()
             pieces: list[bytes] = []
             try:
-                for part in parts_fn(normalize(text, lang), lang):
-                    out = resample(part, synth.sample_rate, self.target_rate, gain=self.gain)
-                    pieces.append(out)
-                    put(out)
-            except SynthesisError as exc:
-                if pieces:  # the caller has heard the start: say so, and cache nothing
-                    log.warning("%s failed part-way through %r (%s): %s", synth.name, text[:60], lang, exc)
-                    put(exc)
-                    loop.call_soon_threadsafe(_settle, whole, None, exc)
-                    return
                 try:
-                    out = self._render_with_fallback(text, lang, exc)
-                except Exception as exc2:
-                    put(exc2)
-                    loop.call_soon_threadsafe(_settle, whole, None, exc2)
-                    return
-                pieces.append(out)
-                put(out)
-            except Exception as exc:  # an engine's own error: as render does, the caller decides
+                    for part in parts_fn(normalize(text, lang), lang):
+                        out = resample(part, synth.sample_rate, self.target_rate, gain=self.gain)
+                        pieces.append(out)
+                        put(out)
+                except SynthesisError as exc:
+                    if pieces:  # the caller has heard the start: say so, and cache nothing
+                        log.warning("%s failed part-way through %r (%s): %s", synth.name, text[:60], lang, exc)
+                        raise
+                    pieces.append(self._render_with_fallback(text, lang, exc))
+                    put(pieces[-1])
+            except Exception as exc:  # as render: the caller decides (the session skips the prompt)
                 put(exc)
                 loop.call_soon_threadsafe(_settle, whole, None, exc)
                 return
