@@ -1,15 +1,18 @@
-"""Shared fixtures: the shipped bank flow, loaded once (training the NLU takes a fraction of a second)."""
+"""Shared fixtures: the shipped bank flow, loaded once (training the NLU takes a fraction of a second), and the
+SQL sample bank with its demo customers (seeded once per module, copied per test)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from support.bank_dialog import copied_bank, seeded_bank_file
 
 from dialog import Conversation, DialogEngine, Flow, load_flow
+from dialog.samplebank import SampleBank
 
 REPO = Path(__file__).resolve().parents[2]
 BANK_FLOW = REPO / "configs" / "flows" / "bank.yaml"
@@ -51,3 +54,20 @@ def write_flow(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="module")
+def bank_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return seeded_bank_file(tmp_path_factory.mktemp("bank"))  # seeding hashes four PINs once per module
+
+
+@pytest.fixture
+def bank(bank_template: Path, tmp_path: Path) -> Iterator[SampleBank]:
+    b = copied_bank(bank_template, tmp_path)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def bank_engine(bank_flow: Flow, bank: SampleBank) -> DialogEngine:
+    return DialogEngine(bank_flow, bank=bank)

@@ -4,13 +4,12 @@ recommendations, menus, go back, lockout, and secrets kept out of everything the
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.bank_dialog import copied_bank, keys, seeded_bank_file, spoken, start, verify
+from support.bank_dialog import keys, spoken, start, verify
 
 from dialog import (
     Action,
@@ -30,23 +29,6 @@ CARD_1, PIN_1 = "6222021001234567", "246810"  # Wang Fang: no risk level yet, an
 CARD_2, PIN_2 = "4392260012345678", "864209"  # James Miller: risk level 3
 ACCOUNT_4, PIN_4 = "4004500060007001", "112358"  # Emily Chen: risk level 1, savings account only
 PAYEE = "5005600070008001"
-
-
-@pytest.fixture(scope="module")
-def bank_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return seeded_bank_file(tmp_path_factory.mktemp("bank"))  # seeding hashes four PINs once per module
-
-
-@pytest.fixture
-def bank(bank_template: Path, tmp_path: Path) -> Iterator[SampleBank]:
-    b = copied_bank(bank_template, tmp_path)
-    yield b
-    b.close()
-
-
-@pytest.fixture
-def bank_engine(bank_flow: Flow, bank: SampleBank) -> DialogEngine:
-    return DialogEngine(bank_flow, bank=bank)
 
 
 def intents(actions: list[Action]) -> list[str]:

@@ -5,36 +5,17 @@ section; and card activation picking the inactive card from the records."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from support.bank_dialog import copied_bank, seeded_bank_file, spoken, start, verify
+from support.bank_dialog import spoken, start, verify
 
-from dialog import Action, DialogEngine, Flow, FlowConfigError, Transfer, load_flow
+from dialog import Action, DialogEngine, FlowConfigError, Transfer, load_flow
 from dialog.flow import check_queues
 from dialog.samplebank import SampleBank
 
 CARD_2, PIN_2 = "4392260012345678", "864209"  # James Miller (en, retail)
 CARD_3, PIN_3 = "6222021005550001", "975310"  # Zhang Min (zh, vip)
-
-
-@pytest.fixture(scope="module")
-def bank_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return seeded_bank_file(tmp_path_factory.mktemp("bank"))
-
-
-@pytest.fixture
-def bank(bank_template: Path, tmp_path: Path) -> Iterator[SampleBank]:
-    b = copied_bank(bank_template, tmp_path)
-    yield b
-    b.close()
-
-
-@pytest.fixture
-def bank_engine(bank_flow: Flow, bank: SampleBank) -> DialogEngine:
-    return DialogEngine(bank_flow, bank=bank)
 
 
 def transfer_of(actions: list[Action]) -> Transfer:
