@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from support.records_cli import config_over_filled_store
 
 from recordings import CallStore, StereoRecorder
 from recordings.analytics import format_report, report
@@ -114,12 +115,7 @@ def test_records_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                           monkeypatch: pytest.MonkeyPatch) -> None:
     from hotline.cli import main
 
-    cfg = tmp_path / "s.yaml"
-    cfg.write_text(f"data_dir: {tmp_path / 'var'}\n")
-    store = CallStore(f"sqlite:///{tmp_path / 'var' / 'hotline.db'}")
-    _fill(store)
-    store.close()
-    monkeypatch.delenv("HOTLINE_DATABASE_URL", raising=False)
+    cfg = config_over_filled_store(tmp_path, monkeypatch, _fill)
 
     def run(*argv: str) -> tuple[int, str, str]:
         try:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from support.postgres import PgServer, pg_server  # noqa: F401  (fixture)
+from support.records_cli import config_over_filled_store
 
 from recordings import CallStore
 from recordings.analytics import report
@@ -61,12 +62,7 @@ def test_hotline_report_prints_the_mood(tmp_path: Path, capsys: pytest.CaptureFi
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from hotline.cli import main
 
-    cfg = tmp_path / "s.yaml"
-    cfg.write_text(f"data_dir: {tmp_path / 'var'}\n")
-    store = CallStore(f"sqlite:///{tmp_path / 'var' / 'hotline.db'}")
-    _fill(store)
-    store.close()
-    monkeypatch.delenv("HOTLINE_DATABASE_URL", raising=False)
+    cfg = config_over_filled_store(tmp_path, monkeypatch, _fill)
     assert main(["--config", str(cfg), "report", "--by", "queue"]) == 0
     out = capsys.readouterr().out
     assert "caller mood: 5 calls scored, 2 flagged angry (40.0%)" in out
