@@ -12,7 +12,6 @@ import socket
 import sqlite3
 import sys
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,20 +19,17 @@ from typing import Any
 import numpy as np
 import pytest
 from support.agent_legs import leg_from, tone, tone_share
+from support.session_rig import hotline_for_sessions
 from support.waiting import until_true
 
-from asr import Endpointer, create_recognizer
-from asr.vad import create_vad
+from asr import create_recognizer
 from dialog import Transfer
 from hotline.bus import EventBus
 from hotline.events import AgentAssigned, Event, TransferStatus
-from hotline.session import CallSession, SessionDeps
-from hotline.settings import DEFAULT_CONFIG, load_settings
-from recordings import CallStore
+from hotline.session import CallSession
 from routing import AgentProfile, AgentState, CallDistributor, QueueConfig, TransferRequest
-from telephony import AgentPhone, CallFailed, CallLeg, SipEndpoint, TestCaller
+from telephony import AgentPhone, CallFailed, CallLeg, TestCaller
 from telephony.replaces import Replaces, replaces_for, uri_with_replaces
-from tts import PromptCache, create_synthesizer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -88,55 +84,32 @@ async def rig(tmp_path: Path, request: pytest.FixtureRequest, recognizer: Any) -
     queues = [{"name": "general", "ring_timeout_s": 2, "wrap_up_s": 0, "connect_prompt": {}, "hold_prompt": {},
                "hold_music": "tones"},
               {"name": "cards", "ring_timeout_s": 2, "wrap_up_s": 0, "connect_prompt": {}, "hold_prompt": {}}]
-    settings = load_settings(DEFAULT_CONFIG, data_dir=str(tmp_path), queues=queues)
-    db = tmp_path / "hotline.db"
-    store = CallStore(f"sqlite:///{db}")
-    hotline = SipEndpoint("127.0.0.1", 0)
-    legs: asyncio.Queue[CallLeg] = asyncio.Queue()
-
-    async def on_call(leg: CallLeg) -> None:
-        legs.put_nowait(leg)
-        await leg.ended.wait()
-
-    hotline.on_call = on_call
-    await hotline.start()
     bus, seen = EventBus(), []
     bus.subscribe(seen.append)
-    db_pool, cpu_pool = ThreadPoolExecutor(1), ThreadPoolExecutor(1)
     acd = CallDistributor([QueueConfig("general", ring_timeout_s=2), QueueConfig("cards", ring_timeout_s=2)])
-    deps = SessionDeps(
-        settings=settings, store=store, bus=bus, engine=None,  # type: ignore[arg-type]
-        recognizer=recognizer,
-        prompts=PromptCache(create_synthesizer("espeak"), target_rate=8000, executor=cpu_pool),
-        queues={q: acd.view(q) for q in ("general", "cards")}, dial=hotline.dial, cpu_pool=cpu_pool,
-        db_pool=db_pool, endpointer_factory=lambda: Endpointer(8000, vad=create_vad("webrtc", 8000)),
-        hold_music=None)
-    async with (AgentPhone(port=0, play_pcm=tone(A_HZ), repeat=True, gap_s=0.0) as a,
+    async with (hotline_for_sessions(tmp_path, queues, acd, bus, recognizer) as h,
+                AgentPhone(port=0, play_pcm=tone(A_HZ), repeat=True, gap_s=0.0) as a,
                 AgentPhone(port=0, play_pcm=tone(B_HZ), repeat=True, gap_s=0.0, answer_delay=b_delay) as b,
                 TestCaller() as caller):
         acd.add_agent(AgentProfile("anna", f"sip:anna@127.0.0.1:{a.port}", queues=frozenset({"general"})),
                       AgentState.AVAILABLE)
         acd.add_agent(AgentProfile("bob", f"sip:bob@127.0.0.1:{b.port}", queues=frozenset({"cards"})),
                       AgentState.AVAILABLE)
-        caller_leg = await caller.call(f"sip:hotline@127.0.0.1:{hotline.port}", from_user=CALLER)
-        session = CallSession(await asyncio.wait_for(legs.get(), 10), deps)
-        store.start_call(session.call_id, sip_call_id="x", caller=CALLER, called="hotline")
+        caller_leg = await caller.call(h.uri, from_user=CALLER)
+        session = CallSession(await asyncio.wait_for(h.legs.get(), 10), h.deps)
+        h.store.start_call(session.call_id, sip_call_id="x", caller=CALLER, called="hotline")
         session._state.transferring = True
         reader = asyncio.ensure_future(session._read_media(session.leg, session._inputs.put_nowait))
         run = asyncio.ensure_future(session._transfer(Transfer("general", "asked for a person",
                                                                {"intent": "card_lost", "language": "en"})))
         try:
-            yield Rig(acd, session, caller, caller_leg, a, b, seen, db, run)
+            yield Rig(acd, session, caller, caller_leg, a, b, seen, h.db, run)
         finally:
             if not caller_leg.ended.is_set():
                 await caller_leg.hangup()
             with contextlib.suppress(Exception):  # the session ends by the caller's hang-up (its _CallGone)
                 await asyncio.wait_for(run, 10)
             reader.cancel()
-    await hotline.stop()
-    db_pool.shutdown(wait=True)
-    cpu_pool.shutdown(wait=False)
-    store.close()
 
 
 async def connected_to_anna(rig: Rig) -> CallLeg:
