@@ -305,6 +305,8 @@ async def test_attended_transfer_by_refer_with_replaces_from_the_agents_phone(ri
     a_leg = await connected_to_anna(rig)
     bob = f"sip:bob@127.0.0.1:{rig.b.port}"
     await a_leg.hold("inactive")  # anna's phone holds the caller (sends nothing): the hotline plays hold music
+    music = "the agent's phone put the caller on hold; hold music"
+    await until_true(lambda: rig.events().count(music) == 1, 5, "hold music")  # after 0.5 s of quiet
     held = await rig.caller_hears(1.0)
     assert tone_share(held, A_HZ) < 0.05 and np.abs(np.frombuffer(held, "<i2")).mean() > 100, "hold music"
     consult = await rig.a.endpoint.dial(bob, from_user="anna", timeout=5)  # anna's phone calls bob's
@@ -316,7 +318,6 @@ async def test_attended_transfer_by_refer_with_replaces_from_the_agents_phone(ri
     await asyncio.sleep(0.3)
     assert tone_share(await rig.caller_hears(), A_HZ) > 0.5
     await a_leg.hold("inactive")
-    music = "the agent's phone put the caller on hold; hold music"
     await until_true(lambda: rig.events().count(music) == 2, 5, "hold music again")  # after 0.5 s of quiet
 
     start = len(rig.caller.heard_pcm(rig.caller_leg))
