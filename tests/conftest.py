@@ -18,7 +18,6 @@ import pytest
 SERIAL = (
     "tests/telephony/test_load.py",
     "tests/telephony/test_admission.py",
-    "tests/telephony/test_pure.py::test_retransmitter_doubles_then_caps_then_times_out",
     "tests/hotline/test_barge_in.py",
     "tests/hotline/test_listen_relay.py",
     "tests/hotline/test_mqtt_bus.py",
