@@ -61,6 +61,7 @@ class LiveKnowledge:
         self.version: int | None = None  # the published version live now (None: the flow's own file)
         self.on_swap: list[Callable[[DialogEngine], None]] = []
         self.on_stop: list[Callable[[], Awaitable[None]]] = []  # e.g. hotline/kb_prerender.py
+        self.on_poll: list[Callable[[], object]] = []  # blocking checks run off the loop each poll (prompts_live)
         self._lock = threading.Lock()  # one rebuild at a time (poller and console publish)
         self._task: asyncio.Task[None] | None = None
         self._refused: int | None = None  # a published version that could not be read
@@ -123,6 +124,11 @@ class LiveKnowledge:
                 await loop.run_in_executor(None, self.refresh)
             except Exception:  # a disk hiccup must not end the poller
                 log.exception("knowledge: checking %s for a new version failed", self.store.published_dir)
+            for check in list(self.on_poll):
+                try:
+                    await loop.run_in_executor(None, check)
+                except Exception:
+                    log.exception("knowledge poller: %r failed", check)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -7,7 +7,10 @@
   overwritten: saving refuses with the reason, calls keep the flow file's prompts.
 - `LivePrompts`: the flow with the changes applied. A change rebuilds the engine new calls get through
   `LiveKnowledge` (the same swap a knowledge-base publish does, hotline/knowledge_live.py), so the next call
-  hears the new text; calls in progress keep theirs; later publishes keep the changed prompts.
+  hears the new text; calls in progress keep theirs; later publishes keep the changed prompts. Workers that
+  share `data_dir` see each other's changes: the knowledge poller (`dialog.knowledge_poll_s`) runs
+  `LivePrompts.refresh`, and a save first catches up with the file under a lock across processes, so two
+  workers' consoles saving at once lose neither change.
 - `PromptsAdmin`: `console.prompts.PromptAdmin` (plain dicts) over both, with the hotline's own prompt cache
   to render "listen" (normalisation, the synthesizer, 8 kHz: what a caller hears).
 
@@ -21,6 +24,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import fcntl
 import json
 import logging
 import os
@@ -28,7 +32,7 @@ import re
 import string
 import tempfile
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +53,9 @@ class PromptStoreError(OSError):
 
 
 def prompts_dir(s: Settings) -> Path:
-    return Path(s.data_dir).resolve() / "prompts"
+    """`dialog.prompts_dir`, default data_dir/prompts."""
+    raw = s.dialog.prompts_dir
+    return Path(raw).resolve() if raw else Path(s.data_dir).resolve() / "prompts"
 
 
 def base_prompts(flow: Flow) -> dict[str, dict[str, str]]:
@@ -135,8 +141,21 @@ class PromptStore:
             raise PromptStoreError(f"{self.path} is not readable ({exc}); fix or remove it") from exc
         return version, overrides
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """One writer at a time across processes (workers sharing `data_dir`): an exclusive `flock` on
+        `.lock` beside the file, held while the caller reads, checks and saves."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with (self.directory / ".lock").open("a+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
     def save(self, overrides: Overrides, change: dict[str, Any]) -> int:
-        """Writes the new overrides as the next version and appends `change` to the history."""
+        """Writes the new overrides as the next version and appends `change` to the history. Another process
+        may save too: call it inside `locked()` with overrides made from what `load()` gives there."""
         version, _ = self.load()  # a damaged file raises here: never overwritten
         version += 1
         now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
@@ -167,6 +186,9 @@ class LivePrompts:
         self.base_flow: Flow = live.flow  # as loaded from the flow file: what "reset" goes back to
         self.version = 0
         self.overrides: Overrides = {}
+        self.lock = threading.RLock()  # the poller's refresh and a console save, one at a time
+        self._refused: int | None = None  # a stored version the flow refused: not retried every poll
+        self._unreadable: str | None = None  # the last "not readable" error logged (logged once, not every poll)
 
     def base(self) -> dict[str, dict[str, str]]:
         return base_prompts(self.base_flow)
@@ -175,28 +197,47 @@ class LivePrompts:
         """Blocking (the engine is rebuilt): the next call hears these prompts."""
         flow = apply_overrides(self.base_flow, overrides)
         live = self.live
-        with live._lock:  # one rebuild at a time with knowledge-base publishes
-            live.flow = flow  # later publishes build on the changed prompts
-            engine = live.build(live.engine.flow.knowledge.entries)
-            live.engine = engine
-        self.overrides, self.version = overrides, version
-        for fn in live.on_swap:
-            fn(engine)
+        with self.lock:
+            with live._lock:  # one rebuild at a time with knowledge-base publishes
+                live.flow = flow  # later publishes build on the changed prompts
+                engine = live.build(live.engine.flow.knowledge.entries)
+                live.engine = engine
+            self.overrides, self.version = overrides, version
+            for fn in live.on_swap:
+                fn(engine)
         log.info("prompts version %d is live (%d changed); calls in progress keep theirs", version, len(overrides))
 
-    def start(self) -> None:
-        """Blocking, at start-up: the stored changes (if any) go live; a damaged file costs the changes only."""
-        try:
-            version, overrides = self.store.load()
-        except PromptStoreError as exc:
-            log.error("prompt changes not applied: %s; callers hear the flow file's prompts", exc)
-            return
-        if overrides:
+    def refresh(self) -> bool:
+        """Blocking: the stored changes go live if they are not the ones live now (at start-up; after
+        another worker's console saved; the knowledge poller calls this). True if the engine was rebuilt.
+        A file that cannot be read, or a version the flow refuses, is logged once and the prompts live now
+        stay (at start-up: the flow file's)."""
+        with self.lock:
+            try:
+                version, overrides = self.store.load()
+            except PromptStoreError as exc:
+                if str(exc) != self._unreadable:
+                    log.error("prompt changes not applied: %s; callers hear the prompts they heard before", exc)
+                    self._unreadable = str(exc)
+                return False
+            self._unreadable = None
+            if version in (self.version, self._refused):
+                return False
+            if overrides == self.overrides:  # e.g. every change reset: nothing to rebuild
+                self.version = version
+                return False
             try:
                 self.apply(overrides, version)
             except ValueError as exc:
-                log.error("prompt changes version %d not applied (%s); callers hear the flow file's prompts",
+                log.error("prompt changes version %d not applied (%s); callers hear the prompts they heard before",
                           version, exc)
+                self._refused = version
+                return False
+            return True
+
+    def start(self) -> None:
+        """Blocking, at start-up: the stored changes (if any) go live; a damaged file costs the changes only."""
+        self.refresh()
 
 
 class PromptsAdmin:
@@ -236,7 +277,8 @@ class PromptsAdmin:
 
     def save(self, key: str, lang: str, text: str, user: str = "") -> tuple[str, str]:
         """(old text, new text) after checking it against the flow file's text for its placeholders."""
-        with self._lock:
+        with self._lock, self._prompts.lock, self._prompts.store.locked():
+            self._prompts.refresh()  # another worker may have saved since the last poll
             current = self._current(key, lang)
             new = check_text(text, current["base"][lang] or current["text"][lang])
             old = current["text"][lang]
@@ -250,7 +292,8 @@ class PromptsAdmin:
 
     def reset(self, key: str, lang: str, user: str = "") -> tuple[str, str] | None:
         """Back to the flow file's text: (old, new), or None when it was not changed."""
-        with self._lock:
+        with self._lock, self._prompts.lock, self._prompts.store.locked():
+            self._prompts.refresh()
             current = self._current(key, lang)
             if not current["changed"][lang]:
                 return None
@@ -278,6 +321,7 @@ async def start_live_prompts(hotline: Any) -> LivePrompts | None:
         return None
     prompts = LivePrompts(hotline.knowledge, PromptStore(prompts_dir(hotline.settings)))
     await asyncio.get_running_loop().run_in_executor(None, prompts.start)
+    hotline.knowledge.on_poll.append(prompts.refresh)  # other workers' changes, every dialog.knowledge_poll_s
     return prompts
 
 

@@ -174,6 +174,9 @@ class DialogSettings(_Strict):
     # what callers hear (none published: the flow's own knowledge file). null: data_dir/knowledge.
     knowledge_dir: str | None = None
     knowledge_poll_s: float = Field(2.0, ge=0, le=3600)  # how often to look for a publish (0: only the console's)
+    # The console's prompt changes (hotline/prompts_live.py). Workers that share this folder hear each other's
+    # changes within knowledge_poll_s. null: data_dir/prompts.
+    prompts_dir: str | None = None
 
 
 class BankSettings(_Strict):

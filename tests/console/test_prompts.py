@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import html
 import io
+import itertools
 import json
 import shutil
 import wave
@@ -225,7 +226,8 @@ async def test_the_composition_applies_stored_changes_at_start_and_hands_the_con
     live = LiveKnowledge(flow, DialogEngine(flow), KnowledgeStore(pc.folder / "knowledge", flow.languages), poll_s=0)
     swapped: list[DialogEngine] = []
     live.on_swap.append(swapped.append)
-    hotline = SimpleNamespace(knowledge=live, settings=SimpleNamespace(data_dir=pc.folder), deps=None)
+    settings = SimpleNamespace(data_dir=pc.folder, dialog=SimpleNamespace(prompts_dir=None))
+    hotline = SimpleNamespace(knowledge=live, settings=settings, deps=None)
     hotline.prompts_live = await start_live_prompts(hotline)
     assert swapped and live.engine is swapped[-1]
     assert live.engine.flow.config.prompts.goodbye["zh"] == "再见，谢谢。"
@@ -243,6 +245,86 @@ async def test_the_composition_applies_stored_changes_at_start_and_hands_the_con
     with pytest.raises(OSError, match="not readable"):
         PromptsAdmin(again, cache.render).save("goodbye", "en", "Bye now.")
     assert (pc.folder / "prompts" / "prompts.json").read_text(encoding="utf-8") == "{not json"
+
+
+async def _until(check: Any, timeout: float = 5.0) -> bool:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not check():
+        if loop.time() > end:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def test_a_change_saved_on_one_worker_reaches_the_others_and_concurrent_saves_lose_nothing(
+        pc: PromptConsole, cache: PromptCache, caplog: pytest.LogCaptureFixture) -> None:
+    """Two workers sharing the prompts and knowledge folders: worker A is the console's (the `pc` fixture),
+    worker B is composed as hotline/server.py composes one, with its knowledge poller running every 0.1 s."""
+    import threading
+    from types import SimpleNamespace
+
+    from hotline.prompts_live import start_live_prompts
+
+    flow = load_flow(FLOW)
+    live_b = LiveKnowledge(flow, DialogEngine(flow), KnowledgeStore(pc.folder / "knowledge", flow.languages),
+                           poll_s=0.1)
+    swapped: list[DialogEngine] = []
+    live_b.on_swap.append(swapped.append)
+    await live_b.start()
+    # its own data_dir; the prompts folder shared by `dialog.prompts_dir` (knowledge: `dialog.knowledge_dir`)
+    shared = SimpleNamespace(prompts_dir=str(pc.folder / "prompts"))
+    settings = SimpleNamespace(data_dir=pc.folder / "worker-b", dialog=shared)
+    worker_b = SimpleNamespace(knowledge=live_b, settings=settings, deps=None)
+    prompts_b = await start_live_prompts(worker_b)
+    assert prompts_b is not None
+    try:
+        base = greeting(live_b.engine)
+        token = await pc.kc.login(ADMIN, PASSWORDS[ADMIN])
+        r = await pc.client.post("/admin/prompts/save", allow_redirects=False,
+                                 data={"key": "greeting", "lang": "en", "text": NEW_GREETING, "csrf_token": token})
+        assert r.status == 302, await r.text()
+        assert await _until(lambda: greeting(live_b.engine) == NEW_GREETING), "worker B's next call hears it"
+        assert swapped and swapped[-1] is live_b.engine and prompts_b.version == 1
+        # both workers' consoles save at once, each a different prompt, 6 times: nothing is lost
+        admin_a = PromptsAdmin(pc.prompts, cache.render)
+        admin_b = PromptsAdmin(prompts_b, cache.render)
+        start = threading.Barrier(2)
+
+        def saves(admin: PromptsAdmin, lang: str, word: str) -> None:
+            start.wait(5)
+            for i in range(6):
+                admin.save("goodbye", lang, f"{word}{i}.", user=lang)
+
+        await asyncio.gather(asyncio.to_thread(saves, admin_a, "en", "Goodbye "),
+                             asyncio.to_thread(saves, admin_b, "zh", "再见"))
+        stored = json.loads((pc.folder / "prompts" / "prompts.json").read_text(encoding="utf-8"))
+        assert stored["version"] == 13
+        last = {"en": "Goodbye 5.", "zh": "再见5."}
+        assert stored["overrides"] == {"greeting": {"en": NEW_GREETING}, "goodbye": last}
+        history = [json.loads(line) for line in (pc.folder / "prompts" / "history.jsonl").read_text().splitlines()]
+        assert [h["version"] for h in history] == list(range(1, 14))
+        for user in ("en", "zh"):  # each console's changes in its own order, each one's old text the one before
+            mine = [h for h in history if h.get("user") == user]
+            assert [h["new"] for h in mine][-1].endswith("5.") and len(mine) == 6
+            assert all(b["old"] == a["new"] for a, b in itertools.pairwise(mine))
+        # worker A catches up by its own save; worker B by its poller
+        assert await _until(lambda: prompts_b.version == 13)
+        assert live_b.engine.flow.config.prompts.goodbye == last
+        assert greeting(live_b.engine) == NEW_GREETING
+        # a damaged file: worker B keeps what it has and says so once, not every poll
+        caplog.clear()
+        (pc.folder / "prompts" / "prompts.json").write_text("{not json", encoding="utf-8")
+        await asyncio.sleep(0.6)
+        unreadable = [r for r in caplog.records if "not readable" in r.getMessage()]
+        assert len(unreadable) == 1 and unreadable[0].levelname == "ERROR", unreadable
+        assert greeting(live_b.engine) == NEW_GREETING and prompts_b.version == 13
+        with pytest.raises(OSError, match="not readable"):
+            admin_b.save("greeting", "en", "Hello.")
+        assert (pc.folder / "prompts" / "prompts.json").read_text(encoding="utf-8") == "{not json"
+    finally:
+        await live_b.stop()
+    assert greeting(DialogEngine(flow)) == base
 
 
 @pytest.mark.slow
