@@ -266,9 +266,10 @@ async def _whisper_loop(request: web.Request, ws: web.WebSocketResponse, sink: W
             nxt = asyncio.ensure_future(ws.receive())
             done, _ = await asyncio.wait({nxt, end_wait}, timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
             if end_wait in done:
+                reason = getattr(sink, "end_reason", None)  # a whisper through another worker says why
                 with contextlib.suppress(Exception):
-                    await ws.send_json({"ended": True})
-                state.why = "the call or the agent's leg ended"
+                    await ws.send_json({"ended": True, **({"reason": reason} if reason else {})})
+                state.why = reason or "the call or the agent's leg ended"
                 return
             now = time.monotonic()
             if now - checked > SESSION_RECHECK_S:  # a logout or password change ends the whisper

@@ -80,7 +80,11 @@
       w.ctx = new AudioContext({ sampleRate: 8000 });  // the browser's own resampler does 48 kHz -> 8 kHz
       const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/whisper/" + encodeURIComponent(callId));
       w.ws = ws;
-      ws.onmessage = (m) => { if (typeof m.data === "string" && JSON.parse(m.data).ended) stopWhisper(); };
+      ws.onmessage = (m) => {
+        if (typeof m.data !== "string") return;
+        const d = JSON.parse(m.data);
+        if (d.ended) (d.reason ? fail(d.reason) : stopWhisper());  // a reason: refused or cut by the call's worker
+      };
       ws.onclose = (ev) => { if (coach === w) (ev.code === 1000 || ev.code === 1005 ? stopWhisper() : fail(`${ev.code} ${ev.reason}`)); };
       ws.onopen = () => {
         const src = w.ctx.createMediaStreamSource(w.stream);

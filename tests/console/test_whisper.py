@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
+from support.mosquitto import Mosquitto, running_broker
 
 from console.context import CONSOLE
 from console.listen import CLOSE_POLICY, CLOSE_UNSUPPORTED, WHISPER_MAX_MSG
@@ -178,6 +179,72 @@ async def test_whisper_reaches_the_agent_only_bad_clients_are_closed_and_it_is_a
         assert why in details, details
     assert "32000 bytes" in details  # the good whisper's 2 s were counted
     assert not any(a[0] == "anna" and a[1].startswith("whisper") for a in audit)
+
+
+@pytest.fixture
+def mosquitto() -> Iterator[Mosquitto]:
+    yield from running_broker()
+
+
+async def test_a_supervisor_whispers_through_her_worker_into_a_call_on_another_worker(
+        console: Console, mosquitto: Mosquitto) -> None:
+    """The console's listen source is worker A's `ListenRelay`; the call and its agent are on worker B (a real
+    bridged SIP call and B's own relay), over a real mosquitto: the agent hears the 1 kHz whisper and the
+    caller does not; B's refusal reaches the page as the end of the whisper with B's reason, and the audit."""
+    from hotline.listen_relay import ListenRelay
+
+    async with bridged_call("live-4") as call:
+        relay_b = ListenRelay(SessionAudio(SimpleNamespace(sessions=[call.session])), "127.0.0.1", mosquitto.port,
+                              node="worker-b")
+        relay_a = ListenRelay(SessionAudio(SimpleNamespace(sessions=[])), "127.0.0.1", mosquitto.port,
+                              node="worker-a")
+        try:
+            for relay in (relay_a, relay_b):
+                await relay.start()
+                await relay.connected(10)
+            relay_a.on_event(CallStarted("live-4", "13800138000", "95555"))  # as worker B's bus says
+            app_console = console.client.server.app[CONSOLE]
+            app_console.listen = relay_a
+            assert (await console.login("sam")).status == 302
+
+            call.session.agent_leg = None  # B refuses: the page hears why once B has answered
+            ws = await console.client.ws_connect("/ws/whisper/live-4")
+            assert (await ws.receive_json(timeout=5))["sample_rate"] == 8000
+            end = await ws.receive_json(timeout=10)
+            assert end["ended"] is True and "no agent" in end["reason"], end
+            await ws.close()
+            await _wait(lambda: app_console.listeners == 0, "the refused whisper closed")
+            call.session.agent_leg = call.agent_leg
+
+            heard_agent, heard_caller = len(call.phone.heard_pcm()), len(call.caller.heard_pcm(call.caller_leg))
+            ws = await console.client.ws_connect("/ws/whisper/live-4")
+            await ws.receive_json(timeout=5)
+            await _wait(lambda: call.agent_leg.mix_in is not None, "worker B mixing the whisper in", 5)
+            pcm = tone(WHISPER_HZ, 2.0)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            for i in range(0, len(pcm), 320):
+                await ws.send_bytes(pcm[i:i + 320])
+                await asyncio.sleep(max(0.0, t0 + (i + 320) / 16000 - loop.time()))
+            await asyncio.sleep(0.5)
+            await ws.close()
+            await _wait(lambda: call.agent_leg.mix_in is None and not relay_b._whisper_served, "B's mix removed")
+            agent_heard = call.phone.heard_pcm()[heard_agent:]
+            caller_heard = call.caller.heard_pcm(call.caller_leg)[heard_caller:]
+            print(f"whisper across workers: {band_rms(agent_heard, WHISPER_HZ):.0f} rms at the agent")
+            assert band_rms(agent_heard, WHISPER_HZ) > 2000, band_rms(agent_heard, WHISPER_HZ)
+            assert band_rms(caller_heard, WHISPER_HZ) < 50, band_rms(caller_heard, WHISPER_HZ)
+            await call.caller_leg.hangup()
+        finally:
+            await relay_a.stop()
+            await relay_b.stop()
+    for _ in range(100):
+        ends = [a for a in _audit(console) if a[1] == "whisper_end" and a[2] == "live-4"]
+        if len(ends) == 2:
+            break
+        await asyncio.sleep(0.05)
+    details = " | ".join(a[3] for a in ends)
+    assert len(ends) == 2 and "no agent is on that call" in details and "32000 bytes" in details, details
 
 
 async def test_a_failing_mix_in_is_removed_and_the_call_goes_on() -> None:

@@ -159,3 +159,89 @@ async def test_hotline_serve_runs_the_relay_with_its_console_when_events_go_over
     finally:
         await runner.cleanup()
     assert source._task is None and not bus._listeners
+
+
+async def test_a_supervisor_on_worker_a_whispers_to_the_agent_of_a_call_on_worker_b(mosquitto: Mosquitto) -> None:
+    """Whisper over MQTT: the agent's phone (here the far end of worker B's leg) hears the supervisor's
+    1 kHz tone fed at worker A; refusals arrive as the end of the whisper with B's reason; bad messages
+    are dropped; stopping removes B's mix at once; a worker A that dies is dropped after the idle time; the
+    end of the agent's leg reaches A."""
+    from support.agent_legs import tone_share
+
+    from hotline.listen_relay import PREFIX, RemoteWhisper
+
+    async with AgentPhone(port=0, play_pcm=tone(440, 1.0), repeat=True, gap_s=0.0) as phone, \
+            TestCaller() as caller:
+        leg = await caller.call(f"sip:agent@127.0.0.1:{phone.port}", from_user="13800138000")
+        session = SimpleNamespace(call_id="call-b", leg=leg, agent_leg=None)
+        relay_b = ListenRelay(SessionAudio(SimpleNamespace(sessions=[session])), "127.0.0.1", mosquitto.port,
+                              node="worker-b", keepalive_s=0.3, idle_s=1.0)
+        relays = [ListenRelay(SessionAudio(SimpleNamespace(sessions=[])), "127.0.0.1", mosquitto.port,
+                              node=f"worker-{n}", keepalive_s=0.3, idle_s=1.0, answer_s=1.5) for n in "ac"]
+        relay_a, relay_c = relays
+        for relay in (relay_b, *relays):
+            await relay.start()
+        try:
+            for relay in (relay_b, *relays):
+                await relay.connected(10)
+                relay.on_event(CallStarted("call-b", "13800138000", "95555"))
+            assert relay_a.whisper("elsewhere", lambda: None) is None  # unknown call: the console 404s
+
+            # No agent on the call yet: B refuses, and A's whisper ends with B's reason.
+            ended: list[str] = []
+            refused = relay_a.whisper("call-b", lambda: ended.append("no agent"))
+            assert isinstance(refused, RemoteWhisper)
+            await _until(lambda: ended, "B's refusal at A", 5)
+            assert refused.end_reason is not None and "no agent" in refused.end_reason
+
+            # With the agent's leg: the tone fed at A reaches the agent's phone.
+            session.agent_leg = leg
+            agent_side = phone.legs[-1]
+            whisper = relay_a.whisper("call-b", lambda: ended.append("first"))
+            assert isinstance(whisper, RemoteWhisper)
+            await _until(lambda: whisper.accepted and relay_b._whisper_served, "B to take the whisper", 5)
+            second = relay_c.whisper("call-b", lambda: ended.append("second"))  # one whisper per call
+            await _until(lambda: "second" in ended, "the second whisper refused", 5)
+            assert second.end_reason is not None and "already whispering" in second.end_reason
+            # hostile messages on the bus: a malformed request, an oversized and an odd-length chunk
+            relay_c._publish(f"{PREFIX}/whisper/call-b", b"{not json", 1)
+            relay_c._publish(f"{PREFIX}/wdata/{whisper.stream}", b"\x01" * 5000, 0)
+            relay_c._publish(f"{PREFIX}/wdata/{whisper.stream}", b"\x01" * 321, 0)
+            start = len(phone.heard_pcm(agent_side))
+            sent0 = relay_a.sent_bytes
+            pcm = tone(1000, 1.5)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            for i in range(0, len(pcm), 320):
+                whisper.feed(pcm[i:i + 320])
+                await asyncio.sleep(max(0.0, t0 + (i + 320) / 16000 - loop.time()))
+            per_s = (relay_a.sent_bytes - sent0) / 1.5  # whisper audio and the keepalive requests
+            print(f"worker A sends {per_s:.0f} bytes/s (payload + topic) per whisper in 20 ms messages")
+            assert 16000 <= per_s < 20000
+            await asyncio.sleep(0.3)
+            heard = phone.heard_pcm(agent_side)[start:]
+            share = tone_share(heard, 1000)
+            print(f"whisper over MQTT: 1 kHz share of what the agent heard {share:.2f}")
+            assert share > 0.3, share
+            whisper.close()
+            await _until(lambda: not relay_b._whisper_served and leg.mix_in is None, "B's mix removed", 5)
+            assert "first" not in ended  # closed by A, not ended by B
+
+            # Worker A dies mid-whisper: B drops the whisper after its idle time.
+            again = relay_a.whisper("call-b", lambda: None)
+            await _until(lambda: again.accepted and leg.mix_in is not None, "whispering again", 5)
+            assert relay_a._task is not None
+            relay_a._task.cancel()
+            t_dead = time.monotonic()
+            await _until(lambda: not relay_b._whisper_served and leg.mix_in is None, "B to give up", 5)
+            assert 0.7 < time.monotonic() - t_dead < 3.0
+
+            # The agent's leg ends while worker C whispers: C hears why.
+            last = relay_c.whisper("call-b", lambda: ended.append("last"))
+            await _until(lambda: last.accepted, "C whispering", 5)
+            await leg.hangup()
+            await _until(lambda: "last" in ended, "the end of the agent's leg at C", 5)
+            assert last.end_reason == "the call or the agent's leg ended"
+        finally:
+            for relay in (*relays, relay_b):
+                await relay.stop()
