@@ -24,7 +24,8 @@ MAX_ANSWER = 2000  # characters of one answer (a spoken answer of a minute is ab
 MAX_QUESTION = 300
 MAX_QUESTIONS = 50  # question variants per language
 MAX_CATEGORY = 64
-RESERVED_IDS = {"new", "publish", "unanswered"}  # paths of the editor itself
+RESERVED_IDS = {"new", "publish", "unanswered", "changes", "rollback"}  # paths of the editor itself
+SOURCE = re.compile(r"^(draft|published|v?[0-9]{1,6})$")  # a side of a comparison
 
 
 class KbConflict(Exception):
@@ -54,7 +55,18 @@ class KnowledgeAdmin(Protocol):
     def publish(self) -> int: ...
 
     def versions(self) -> list[dict[str, Any]]:
-        """Newest first: `{"version", "time", "entries", "live": bool}`."""
+        """Newest first: `{"version", "time", "entries", "rollback_of": int | None, "live": bool}`."""
+        ...
+
+    def rollback(self, version: int) -> int:
+        """Publishes `version`'s entries again as the next version (live at once); returns its number.
+        LookupError: no such version; ValueError: the newest version, or a damaged file."""
+        ...
+
+    def changes(self, old: str | int, new: str | int) -> list[dict[str, Any]]:
+        """What differs from `old` to `new` (a version number, "published" or "draft"):
+        `[{"id", "kind": "added" | "removed" | "changed", "fields": ["answer.en", ...], "old", "new"}]` with
+        the entries as dicts (None where absent). LookupError: no such version."""
         ...
 
     def unanswered(self) -> dict[str, Any]:
@@ -149,7 +161,8 @@ async def _list_page(request: web.Request, error: str = "", status: int = 200) -
     versions = await c.db(kb.versions)
     return render(request, "kb.html", status, entries=entries, versions=versions, languages=list(kb.languages),
                   error=error, can_edit=_can_edit(request), saved=request.query.get("saved", "")[:64],
-                  published=request.query.get("published", "")[:10], deleted=request.query.get("deleted", "")[:64])
+                  published=request.query.get("published", "")[:10], deleted=request.query.get("deleted", "")[:64],
+                  rollback_of=request.query.get("rollback_of", "")[:10])
 
 
 async def _entry_page(request: web.Request, entry: dict[str, Any], *, new: bool, error: str = "",
@@ -275,6 +288,65 @@ async def kb_publish(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound(f"/admin/kb?published={version}")
 
 
+@requires(Role.ADMIN)
+async def kb_rollback(request: web.Request) -> web.StreamResponse:
+    """`POST /admin/kb/rollback` (form `version`): that version's entries published again, live at once."""
+    c, kb, user = ctx(request), _admin(request), user_of(request)
+    form = await request.post()
+    raw = str(form.get("version", "")).strip().lstrip("v")
+    if not raw.isdigit() or len(raw) > 6:
+        return await _list_page(request, "version: a published version number", 400)
+    old = int(raw)
+    try:
+        version = await c.db(kb.rollback, old)
+    except LookupError:
+        raise web.HTTPNotFound(text=f"no published version {old}") from None
+    except ValueError as exc:
+        return await _list_page(request, str(exc), 400)
+    await c.db(c.users.audit, user.name, "kb_rollback", f"v{version}", f"entries of v{old}")
+    log.info("console: %s rolled the knowledge base back to version %d (now version %d)", user.name, old, version)
+    raise web.HTTPFound(f"/admin/kb?published={version}&rollback_of={old}")
+
+
+def _side(raw: str) -> str | int:
+    if not SOURCE.match(raw):
+        raise web.HTTPBadRequest(text="old, new: a version number, 'published' or 'draft'")
+    return raw if raw in ("draft", "published") else int(raw.lstrip("v"))
+
+
+def _field_text(entry: dict[str, Any] | None, field: str) -> str:
+    """One field of an entry as text: `answer.en`, `questions.zh` (one per line), `category`, ..."""
+    if entry is None:
+        return ""
+    key, _, lang = field.partition(".")
+    value = entry.get(key)
+    if lang:
+        value = (value or {}).get(lang)
+    if isinstance(value, list):
+        return "\n".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+@requires(Role.SUPERVISOR)
+async def kb_changes(request: web.Request) -> web.StreamResponse:
+    """`GET /admin/kb/changes?old=&new=`: entries added, removed and changed, field by field, between two
+    published versions or the draft (default: the newest published version to the draft)."""
+    from console.pages import render
+
+    c, kb = ctx(request), _admin(request)
+    old, new = _side(request.query.get("old", "published")), _side(request.query.get("new", "draft"))
+    try:
+        changes = await c.db(kb.changes, old, new)
+    except LookupError as exc:
+        raise web.HTTPNotFound(text=str(exc.args[0] if exc.args else exc)) from None
+    rows = [{**ch, "pairs": [(f, _field_text(ch["old"], f), _field_text(ch["new"], f)) for f in ch["fields"]]}
+            for ch in changes]
+    lang = lang_of(request)
+    label = {"draft": translate("kb_draft", lang).lower(), "published": translate("kb_live", lang)}
+    return render(request, "kb_changes.html", changes=rows, old=label.get(str(old), f"v{old}"),
+                  new=label.get(str(new), f"v{new}"))
+
+
 # -- JSON ----------------------------------------------------------------------------------------
 @requires(Role.SUPERVISOR)
 async def kb_api(request: web.Request) -> web.StreamResponse:
@@ -290,6 +362,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/admin/kb/new", kb_new)
     r.add_get("/admin/kb/unanswered", kb_unanswered)
     r.add_post("/admin/kb/publish", kb_publish)
+    r.add_post("/admin/kb/rollback", kb_rollback)
+    r.add_get("/admin/kb/changes", kb_changes)
     r.add_get("/admin/kb/{entry}", kb_entry)
     r.add_post("/admin/kb/{entry}", kb_update)
     r.add_post("/admin/kb/{entry}/delete", kb_delete)

@@ -7,6 +7,8 @@
     hotline kb edit lost_card --answer-en "Call us at once ..." --add-question-zh 卡被偷了
     hotline kb publish                                # draft -> published/v0001.yaml, v0002.yaml, ...
     hotline kb versions
+    hotline kb rollback 3                             # v3's entries published again as the next version
+    hotline kb diff [OLD [NEW]]                       # what changed: versions or "draft" (default: live -> draft)
     hotline kb search "when do you open" --lang en [--k 3] [--draft] [--date 2026-12-24]
     hotline kb unanswered [--limit 50]
 
@@ -23,7 +25,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dialog.knowledge import KnowledgeEntry
-from dialog.knowledge_store import DEFAULT_LANGUAGES, KnowledgeStore, KnowledgeStoreError, write_entries
+from dialog.knowledge_store import (
+    DEFAULT_LANGUAGES,
+    KnowledgeStore,
+    KnowledgeStoreError,
+    diff_entries,
+    write_entries,
+)
 
 DEFAULT_KB_DIR = Path("var/knowledge")
 
@@ -72,6 +80,15 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = kb_sub.add_parser("versions", help="list the published versions")
     p.set_defaults(run=run_versions)
 
+    p = kb_sub.add_parser("rollback", help="publish an older version's entries again as the next version")
+    p.add_argument("version", type=int)
+    p.set_defaults(run=run_rollback)
+
+    p = kb_sub.add_parser("diff", help="what changed between two versions (numbers, 'published' or 'draft')")
+    p.add_argument("old", nargs="?", default="published", help="default: the newest published version")
+    p.add_argument("new", nargs="?", default="draft", help="default: the draft")
+    p.set_defaults(run=run_diff)
+
     p = kb_sub.add_parser("search", help="search the knowledge base as the hotline does")
     p.add_argument("text")
     p.add_argument("--lang", default=None, help="en, zh (default: every language)")
@@ -94,12 +111,6 @@ def _source(args: argparse.Namespace) -> str | int:
     if getattr(args, "version", None) is not None:
         return int(args.version)
     return "published" if getattr(args, "published", False) else "draft"
-
-
-def _entries(store: KnowledgeStore, source: str | int) -> list[KnowledgeEntry]:
-    if source == "draft":
-        return store.draft()
-    return store.published(None if source == "published" else int(source))
 
 
 def _fail(err: TextIO, command: str, exc: Exception) -> int:
@@ -132,7 +143,7 @@ def run_export(args: argparse.Namespace, out: TextIO | None = None, err: TextIO 
     out, err = out or sys.stdout, err or sys.stderr
     store = _store(args)
     try:
-        entries = _entries(store, _source(args))
+        entries = store.entries_of(_source(args))
         n = write_entries(args.file, entries, store.languages)
     except (KnowledgeStoreError, OSError) as exc:
         return _fail(err, "export", exc)
@@ -150,7 +161,7 @@ def run_list(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
     out, err = out or sys.stdout, err or sys.stderr
     store = _store(args)
     try:
-        entries = _entries(store, _source(args))
+        entries = store.entries_of(_source(args))
     except KnowledgeStoreError as exc:
         return _fail(err, "list", exc)
     print(f"{'id':<28} {'category':<18} {'ver':>3}  {'questions':<14} in force", file=out)
@@ -224,6 +235,44 @@ def run_versions(args: argparse.Namespace, out: TextIO | None = None, err: TextI
     if not versions:
         print("nothing published yet", file=out)
     return 0
+
+
+def run_rollback(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    store = _store(args)
+    try:
+        version = store.rollback(args.version)
+    except KnowledgeStoreError as exc:
+        return _fail(err, "rollback", exc)
+    print(f"published version {version} with the entries of version {args.version}; the draft is unchanged",
+          file=out)
+    return 0
+
+
+def _diff_source(raw: str) -> str | int:
+    if raw in ("draft", "published"):
+        return raw
+    try:
+        return int(raw.lstrip("v"))
+    except ValueError:
+        raise KnowledgeStoreError(f"{raw!r}: a version number, 'published' or 'draft'") from None
+
+
+def run_diff(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """One line per entry that differs: `+ id`, `- id`, `~ id: field, field`. Exit 0 when nothing differs, 1
+    when something does (as diff(1)), 2 for an unknown version."""
+    out, err = out or sys.stdout, err or sys.stderr
+    store = _store(args)
+    try:
+        changes = diff_entries(store.entries_of(_diff_source(args.old)), store.entries_of(_diff_source(args.new)))
+    except KnowledgeStoreError as exc:
+        return _fail(err, "diff", exc)
+    for ch in changes:
+        mark = {"added": "+", "removed": "-", "changed": "~"}[ch.kind]
+        print(f"{mark} {ch.id}" + (f": {', '.join(ch.fields)}" if ch.fields else ""), file=out)
+    if not changes:
+        print("no differences", file=out)
+    return 1 if changes else 0
 
 
 def run_search(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:

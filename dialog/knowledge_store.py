@@ -7,12 +7,16 @@ A store is a directory:
 |---|---|
 | `draft.yaml` | the entries being edited (imports and `edit` change it) |
 | `published/v0001.yaml`, ... | every published version, never changed afterwards; the newest is live |
-| `published/index.jsonl` | one line per publication: version, time, number of entries |
+| `published/index.jsonl` | one line per publication: version, time, entries (`rollback_of`: the version restored) |
 | `unanswered.jsonl` | append-only: time, call id, language, text, best score and entry of questions not answered |
 
 Draft and published files have the knowledge-file format of `configs/knowledge/*.yaml`, so a flow
 can name a published file directly. Every file is written to a temporary name and renamed, so a
 crash never leaves half a file.
+
+A rollback publishes an older version's entries again as the next version (nothing is deleted, so it can be
+undone the same way); the draft is left as it is. `diff_entries` tells what changed between two sets of
+entries, field by field (`answer.en`, `questions.zh`, `category`, ...).
 
 Import checks each row (CSV) or entry (YAML, JSON) on its own: bad rows are reported with row
 number, column and problem, and every good row is imported. A file that cannot be read as a whole
@@ -31,7 +35,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from pydantic import ValidationError
@@ -435,13 +439,10 @@ class KnowledgeStore:
 
     def knowledge_base(self, source: str | int = "published") -> KnowledgeBase:
         """A searchable base of the draft (`"draft"`), the newest published version, or a version number."""
-        if source == "draft":
-            return KnowledgeBase(self.draft())
-        return KnowledgeBase(self.published(None if source == "published" else int(source)))
+        return KnowledgeBase(self.entries_of(source))
 
     def get(self, entry_id: str, source: str | int = "draft") -> KnowledgeEntry:
-        entries = self.draft() if source == "draft" else self.published(None if source == "published" else int(source))
-        for entry in entries:
+        for entry in self.entries_of(source):
             if entry.id == entry_id:
                 return entry
         raise KnowledgeStoreError(f"no entry {entry_id!r} in the {source} knowledge base")
@@ -549,20 +550,86 @@ class KnowledgeStore:
         entries = self.draft()
         if not entries:
             raise KnowledgeStoreError(f"{self.directory}: the draft is empty; import entries first")
-        KnowledgeBase(entries)  # builds the index: a draft that cannot be searched is not published
+        return self._publish(entries)
+
+    def rollback(self, version: int) -> int:
+        """Publish `version`'s entries again as the next version (callers hear them from their next call);
+        returns the new version's number. The draft is not touched. KnowledgeStoreError for a version that
+        does not exist or cannot be read, or for the newest version itself (nothing to roll back)."""
+        versions = self.versions()
+        if versions and version == versions[-1]:
+            raise KnowledgeStoreError(f"version {version} is already the newest published version")
+        entries = self.published(version)  # unknown or damaged: KnowledgeStoreError naming it
+        new = self._publish(entries, rollback_of=version)
+        log.info("knowledge base rolled back to version %d as version %d", version, new)
+        return new
+
+    def _publish(self, entries: Sequence[KnowledgeEntry], **note: Any) -> int:
+        KnowledgeBase(entries)  # builds the index: entries that cannot be searched are not published
         versions = self.versions()
         version = (versions[-1] if versions else 0) + 1
         header = f"# Published knowledge base, version {version}. Do not edit: change the draft and publish.\n"
-        _atomic_write(self.published_dir / f"v{version:04d}.yaml", _yaml_text(entries, header))
+        _atomic_write(self.published_dir / f"v{version:04d}.yaml", _yaml_text(list(entries), header))
         record = {
             "version": version,
             "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "entries": len(entries),
+            **note,
         }
         with (self.published_dir / "index.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         log.info("knowledge base version %d published (%d entries)", version, len(entries))
         return version
+
+    def entries_of(self, source: str | int) -> list[KnowledgeEntry]:
+        """The draft (`"draft"`), the newest published version (`"published"`) or a version number."""
+        if source == "draft":
+            return self.draft()
+        return self.published(None if source == "published" else int(source))
+
+
+# --------------------------------------------------------------------------------------------
+# Differences between versions
+# --------------------------------------------------------------------------------------------
+
+_PER_LANGUAGE = ("questions", "answer", "keywords")
+
+
+@dataclass(frozen=True)
+class EntryChange:
+    """One entry that differs: `kind` is "added", "removed" or "changed"; `fields` names what changed
+    (`category`, `answer.en`, `questions.zh`, `effective_until`, ...)."""
+
+    id: str
+    kind: str
+    fields: tuple[str, ...]
+    old: KnowledgeEntry | None
+    new: KnowledgeEntry | None
+
+
+def diff_entries(old: Sequence[KnowledgeEntry], new: Sequence[KnowledgeEntry]) -> list[EntryChange]:
+    """What changed from `old` to `new`: entries added and changed in `new`'s order, then those removed.
+    The entry's own version number is not a change (an edit that changed nothing keeps it anyway)."""
+    before = {e.id: e for e in old}
+    after = {e.id: e for e in new}
+    out: list[EntryChange] = []
+    for entry in new:
+        prev = before.get(entry.id)
+        if prev is None:
+            out.append(EntryChange(entry.id, "added", (), None, entry))
+            continue
+        a, b = prev.content(), entry.content()
+        fields: list[str] = []
+        for key in sorted(set(a) | set(b)):
+            if key in _PER_LANGUAGE:
+                x, y = cast(dict[str, Any], a.get(key) or {}), cast(dict[str, Any], b.get(key) or {})
+                fields += [f"{key}.{lang}" for lang in sorted(set(x) | set(y)) if x.get(lang) != y.get(lang)]
+            elif a.get(key) != b.get(key):
+                fields.append(key)
+        if fields:
+            out.append(EntryChange(entry.id, "changed", tuple(fields), prev, entry))
+    out += [EntryChange(e.id, "removed", (), e, None) for e in old if e.id not in after]
+    return out
 
 
 # --------------------------------------------------------------------------------------------

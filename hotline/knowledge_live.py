@@ -26,7 +26,7 @@ from typing import Any
 from dialog import DialogEngine
 from dialog.flow import FAQ_PREFIX, Flow
 from dialog.knowledge import KnowledgeBase, KnowledgeEntry
-from dialog.knowledge_store import KnowledgeStore, KnowledgeStoreError
+from dialog.knowledge_store import KnowledgeStore, KnowledgeStoreError, diff_entries
 from dialog.nlu import NearestExampleClassifier
 from hotline.settings import Settings
 
@@ -238,17 +238,45 @@ class StoreAdmin:
             self.live.refresh()  # in this thread (the console's pool): the next call hears it
         return version
 
+    def rollback(self, version: int) -> int:
+        """`version`'s entries published again as the next version, live at once; LookupError for a version
+        that does not exist, ValueError (KnowledgeStoreError) for the newest one or a damaged file."""
+        with self._lock:
+            if version not in self.store.versions():
+                raise LookupError(f"no published version {version}")
+            new = self.store.rollback(version)
+        if self.live is not None:
+            self.live.refresh()
+        return new
+
+    def changes(self, old: str | int, new: str | int) -> list[dict[str, Any]]:
+        """What differs from `old` to `new` (version numbers, "published", "draft"): `[{"id", "kind", "fields",
+        "old", "new"}]` with the entries as dicts (None where absent); LookupError for an unknown version."""
+        known = self.store.versions()
+        for side in (old, new):
+            if isinstance(side, int) and side not in known:
+                raise LookupError(f"no published version {side}")
+        if "published" in (old, new) and not known:
+            raise LookupError("nothing published yet")
+        diff = diff_entries(self.store.entries_of(old), self.store.entries_of(new))
+        return [{"id": ch.id, "kind": ch.kind, "fields": list(ch.fields),
+                 "old": _entry_dict(ch.old) if ch.old else None, "new": _entry_dict(ch.new) if ch.new else None}
+                for ch in diff]
+
     def versions(self) -> list[dict[str, Any]]:
-        times: dict[int, tuple[str, int]] = {}
+        notes: dict[int, dict[str, Any]] = {}
         index = self.store.published_dir / "index.jsonl"
         if index.is_file():
             for line in index.read_text(encoding="utf-8", errors="replace").splitlines():
-                with contextlib.suppress(ValueError, KeyError, TypeError):
+                with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
                     item = json.loads(line)
-                    times[int(item["version"])] = (str(item.get("time", "")), int(item.get("entries", 0)))
+                    back = item.get("rollback_of")
+                    notes[int(item["version"])] = {"time": str(item.get("time", "")),
+                                                   "entries": int(item.get("entries", 0)),
+                                                   "rollback_of": int(back) if back is not None else None}
         live = self.live.version if self.live is not None else None
-        return [{"version": v, "time": times.get(v, ("", 0))[0], "entries": times.get(v, ("", 0))[1],
-                 "live": v == live} for v in reversed(self.store.versions())]
+        blank = {"time": "", "entries": 0, "rollback_of": None}
+        return [{"version": v, **notes.get(v, blank), "live": v == live} for v in reversed(self.store.versions())]
 
     def unanswered(self) -> dict[str, Any]:
         """The unanswered-questions log clustered (hotline/unanswered.py): `{"clusters": [...], "questions",

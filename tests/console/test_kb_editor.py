@@ -239,3 +239,62 @@ async def test_a_damaged_published_file_is_not_taken_live(kc: KbConsole) -> None
     (kc.kb.published_dir / "v0002.yaml").write_text("version: 1\nentries: [{id: Bad Id}]\n", encoding="utf-8")
     assert not await asyncio.to_thread(kc.live.refresh)
     assert kc.live.engine is good and kc.live.version == 1  # callers keep hearing version 1
+
+
+async def test_admin_sees_what_a_version_changed_and_rolls_back_a_bad_publish(kc: KbConsole) -> None:
+    """v1 as seeded, v2 with a wrong answer; the supervisor sees what v2 changed field by field; the admin
+    rolls back to v1 (published again as v3, live for the next call at once, audited); the draft keeps the
+    wrong answer for fixing, and the draft's unpublished changes are shown against v3."""
+    token = await kc.login(ADMIN, PASSWORDS[ADMIN])
+    good = phone_says(kc)[0]
+    r = await kc.client.post("/admin/kb/publish", headers={"X-CSRF-Token": token}, allow_redirects=False)
+    assert r.status == 302
+    wrong = "Our branches are closed for ever."  # the bad publish
+    await asyncio.to_thread(kc.kb.edit, "opening_hours", answer={"en": wrong})
+    await asyncio.to_thread(kc.kb.edit, "card_fees", category="fees and charges")
+    r = await kc.client.post("/admin/kb/publish", headers={"X-CSRF-Token": token}, allow_redirects=False)
+    assert r.status == 302 and phone_says(kc)[0] == wrong
+
+    listing = await (await kc.client.get("/admin/kb")).text()
+    assert 'href="/admin/kb/changes?old=1&amp;new=2"' in listing and listing.count('class="inline kb-rollback"') == 1
+    page = html.unescape(await (await kc.client.get("/admin/kb/changes?old=1&new=2")).text())
+    assert 'data-id="opening_hours" data-kind="changed" data-field="answer.en"' in page
+    assert 'data-id="card_fees" data-kind="changed" data-field="category"' in page
+    assert wrong in page and good in page and page.count('class="kb-change"') == 2
+
+    r = await kc.client.post("/admin/kb/rollback", data={"version": "1", "csrf_token": token}, allow_redirects=False)
+    assert r.status == 302 and r.headers["Location"] == "/admin/kb?published=3&rollback_of=1"
+    assert phone_says(kc)[0] == good and kc.live.version == 3  # the next call, no restart
+    versions = (await (await kc.client.get("/api/kb")).json())["versions"]
+    assert [(v["version"], v["rollback_of"], v["live"]) for v in versions] == [(3, 1, True), (2, None, False),
+                                                                               (1, None, False)]
+    listing = await (await kc.client.get("/admin/kb?published=3&rollback_of=1")).text()
+    assert 'id="kb-published"' in listing and "v1" in listing
+    page = html.unescape(await (await kc.client.get("/admin/kb/changes?old=2&new=3")).text())
+    assert page.count('class="kb-change"') == 2  # v3 undoes both of v2's changes
+    none = await (await kc.client.get("/admin/kb/changes?old=1&new=3")).text()
+    assert 'id="kb-no-changes"' in none
+    # the draft still has the wrong answer, shown as not yet published (default: live -> draft)
+    draft = html.unescape(await (await kc.client.get("/admin/kb/changes")).text())
+    assert wrong in draft and 'data-field="answer.en"' in draft
+
+    # bad requests: not a number, an unknown version, the newest version, no CSRF, a supervisor
+    for body, status in [({"version": "x"}, 400), ({"version": "99"}, 404), ({"version": "3"}, 400),
+                         ({"version": "1" * 40}, 400)]:
+        r = await kc.client.post("/admin/kb/rollback", data={**body, "csrf_token": token}, allow_redirects=False)
+        assert r.status == status, (body, r.status, (await r.text())[:200])
+    r = await kc.client.post("/admin/kb/rollback", data={"version": "2"}, allow_redirects=False)
+    assert r.status == 403
+    for query, status in [("old=<script>&new=draft", 400), ("old=7&new=draft", 404), ("old=1&new=v2", 200)]:
+        r = await kc.client.get(f"/admin/kb/changes?{query}")
+        assert r.status == status, (query, r.status)
+    await kc.logout()
+    sup_token = await kc.login(SUP, PASSWORDS[SUP])
+    r = await kc.client.post("/admin/kb/rollback", data={"version": "2", "csrf_token": sup_token},
+                             allow_redirects=False)
+    assert r.status == 403
+    assert (await kc.client.get("/admin/kb/changes?old=1&new=2")).status == 200  # supervisors read
+    assert 'class="inline kb-rollback"' not in await (await kc.client.get("/admin/kb")).text()
+    assert await asyncio.to_thread(kc.kb.versions) == [1, 2, 3]
+    audit = [(a.user, a.action, a.target, a.detail) for a in await asyncio.to_thread(kc.users.audit_log, 20)]
+    assert ("ada", "kb_rollback", "v3", "entries of v1") in audit

@@ -334,6 +334,57 @@ def test_cli_import_publish_search_show_edit_export(tmp_path: Path) -> None:
     assert code == 2 and "no entry 'no_such_entry'" in err
 
 
+def test_diff_names_each_changed_field_and_rollback_publishes_an_old_version_again(tmp_path: Path) -> None:
+    from dialog.knowledge_store import KnowledgeStoreError, diff_entries
+
+    store = KnowledgeStore(tmp_path)
+    store.import_file(write_yaml(tmp_path / "v1.yaml", [entry("a"), entry("b"), entry("c")]))
+    assert store.publish() == 1
+    store.edit("a", answer={"zh": "新答案。"}, add_questions={"en": ["another way to ask about a"]})
+    store.edit("b", effective_until="2030-01-01")
+    store.save_draft([e for e in store.draft() if e.id != "c"] + [KnowledgeEntry.model_validate(entry("d"))])
+    assert store.publish() == 2
+    changes = diff_entries(store.published(1), store.published(2))
+    assert [(c.id, c.kind, c.fields) for c in changes] == [
+        ("a", "changed", ("answer.zh", "questions.en")), ("b", "changed", ("effective_until",)),
+        ("d", "added", ()), ("c", "removed", ())]
+    assert diff_entries(store.published(2), store.draft()) == []  # an entry's version number alone is no change
+
+    assert store.rollback(1) == 3
+    assert [e.content() for e in store.published(3)] == [e.content() for e in store.published(1)]
+    assert {e.id for e in store.draft()} == {"a", "b", "d"}, "the draft is left as it was"
+    index = [json.loads(line) for line in (tmp_path / "published" / "index.jsonl").read_text().splitlines()]
+    assert [(r["version"], r.get("rollback_of")) for r in index] == [(1, None), (2, None), (3, 1)]
+    with pytest.raises(KnowledgeStoreError, match="no published version 9"):
+        store.rollback(9)
+    with pytest.raises(KnowledgeStoreError, match="already the newest"):
+        store.rollback(3)
+    (tmp_path / "published" / "v0002.yaml").write_text("entries: [{id: 1}]", encoding="utf-8")
+    with pytest.raises(KnowledgeStoreError, match="damaged"):
+        store.rollback(2)
+    assert store.versions() == [1, 2, 3]  # nothing published by the refusals
+
+
+def test_cli_rollback_and_diff(tmp_path: Path) -> None:
+    kb = ["kb", "--kb-dir", str(tmp_path / "kb")]
+    assert run(*kb, "import", str(FAQ))[0] == 0
+    assert run(*kb, "publish")[0] == 0
+    assert run(*kb, "diff") == (0, "no differences\n", "")
+    assert run(*kb, "edit", "lost_card", "--answer-en", "Call us at once.")[0] == 0
+    assert run(*kb, "diff")[:2] == (1, "~ lost_card: answer.en\n")
+    assert run(*kb, "publish")[0] == 0
+    assert run(*kb, "diff", "1", "v2")[:2] == (1, "~ lost_card: answer.en\n")
+    code, out, _ = run(*kb, "rollback", "1")
+    assert code == 0 and "published version 3 with the entries of version 1" in out
+    assert run(*kb, "diff", "1", "published")[:2] == (0, "no differences\n")
+    code, _, err = run(*kb, "rollback", "3")
+    assert code == 2 and "already the newest" in err
+    code, _, err = run(*kb, "diff", "7")
+    assert code == 2 and "no published version 7" in err
+    code, _, err = run(*kb, "diff", "yesterday")
+    assert code == 2 and "'yesterday': a version number" in err
+
+
 def test_cli_import_reports_bad_rows_and_exit_status(tmp_path: Path) -> None:
     path = csv_file(
         tmp_path / "x.csv",
