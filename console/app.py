@@ -27,6 +27,7 @@ from console.i18n import translate
 from console.kb import KnowledgeAdmin
 from console.listen import ListenSource
 from console.live import LiveHub
+from console.menus import MenuAdmin
 from console.metrics import HotlineMetrics
 from console.prompts import PromptAdmin
 from console.ratelimit import LoginRateLimiter
@@ -59,6 +60,7 @@ def create_app(
     listen: ListenSource | None = None,
     routing: RoutingHooks | None = None,
     prompts: PromptAdmin | None = None,
+    menus: MenuAdmin | None = None,
 ) -> web.Application:
     """The console for one call store; `subscribe(listener) -> unsubscribe` connects it to the event bus.
     `knowledge` (console.kb.KnowledgeAdmin) enables the knowledge-base editor, `chat` (console.chat.ChatTurn)
@@ -101,6 +103,9 @@ def create_app(
     from console import prompts as prompt_routes
 
     prompt_routes.add_routes(app, prompts)  # /admin/prompts (hotline/prompts_live.py)
+    from console import menus as menu_routes
+
+    menu_routes.add_routes(app, menus)  # /admin/menus (hotline/menus_live.py)
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
 
     sweeper: list[asyncio.Task[None]] = []

@@ -46,6 +46,7 @@ KEY = re.compile(r"^[a-z_]{1,40}(\.[a-z0-9_]{1,40})?$")
 TRANSFER_KEY = "transfer.announcement"
 
 Overrides = dict[str, dict[str, str]]
+Menus = dict[str, dict[str, dict[str, str]]]  # menu name -> {"options": {key: target}, "say": {lang: text}}
 
 
 class PromptStoreError(OSError):
@@ -130,16 +131,23 @@ class PromptStore:
         self.history_path = self.directory / "history.jsonl"
 
     def load(self) -> tuple[int, Overrides]:
-        """(version, overrides); (0, {}) when nothing was ever changed."""
+        """(version, prompt overrides); (0, {}) when nothing was ever changed."""
+        version, overrides, _menus = self.load_all()
+        return version, overrides
+
+    def load_all(self) -> tuple[int, Overrides, Menus]:
+        """(version, prompt overrides, menu changes: hotline/menus_live.py); (0, {}, {}) when nothing changed."""
         if not self.path.exists():
-            return 0, {}
+            return 0, {}, {}
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             version = int(data["version"])
             overrides = {str(k): {str(lang): str(t) for lang, t in v.items()} for k, v in data["overrides"].items()}
+            menus = {str(name): {str(part): {str(k): str(v) for k, v in values.items()} for part, values in m.items()}
+                     for name, m in data.get("menus", {}).items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise PromptStoreError(f"{self.path} is not readable ({exc}); fix or remove it") from exc
-        return version, overrides
+        return version, overrides, menus
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -153,14 +161,19 @@ class PromptStore:
             finally:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
-    def save(self, overrides: Overrides, change: dict[str, Any]) -> int:
-        """Writes the new overrides as the next version and appends `change` to the history. Another process
-        may save too: call it inside `locked()` with overrides made from what `load()` gives there."""
-        version, _ = self.load()  # a damaged file raises here: never overwritten
+    def save(self, overrides: Overrides, change: dict[str, Any], menus: Menus | None = None) -> int:
+        """Writes the new overrides (and menu changes; None: the stored ones stay) as the next version and
+        appends `change` to the history. Another process may save too: call it inside `locked()` with
+        overrides made from what `load_all()` gives there."""
+        version, _, stored = self.load_all()  # a damaged file raises here: never overwritten
         version += 1
+        menus = stored if menus is None else menus
         now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         self.directory.mkdir(parents=True, exist_ok=True)
-        payload = json.dumps({"version": version, "time": now, "overrides": overrides}, ensure_ascii=False, indent=1)
+        data: dict[str, Any] = {"version": version, "time": now, "overrides": overrides}
+        if menus:
+            data["menus"] = menus
+        payload = json.dumps(data, ensure_ascii=False, indent=1)
         fd, tmp = tempfile.mkstemp(prefix=".prompts-", dir=self.directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -186,6 +199,7 @@ class LivePrompts:
         self.base_flow: Flow = live.flow  # as loaded from the flow file: what "reset" goes back to
         self.version = 0
         self.overrides: Overrides = {}
+        self.menus: Menus = {}  # hotline/menus_live.py: keypad menus changed in the console
         self.lock = threading.RLock()  # the poller's refresh and a console save, one at a time
         self._refused: int | None = None  # a stored version the flow refused: not retried every poll
         self._unreadable: str | None = None  # the last "not readable" error logged (logged once, not every poll)
@@ -193,19 +207,32 @@ class LivePrompts:
     def base(self) -> dict[str, dict[str, str]]:
         return base_prompts(self.base_flow)
 
-    def apply(self, overrides: Overrides, version: int) -> None:
-        """Blocking (the engine is rebuilt): the next call hears these prompts."""
-        flow = apply_overrides(self.base_flow, overrides)
+    def known_targets(self) -> set[str]:
+        """What a key may lead to: the flow's intents and the entries of the knowledge base live now."""
+        return self.base_flow.intent_names() | self.live.engine.flow.intent_names()
+
+    def flow_with(self, overrides: Overrides, menus: Menus) -> Flow:
+        """The flow file's flow with these prompt and menu changes (ValueError naming what is wrong)."""
+        from hotline.menus_live import apply_menus
+
+        return apply_menus(apply_overrides(self.base_flow, overrides), menus, self.known_targets())
+
+    def apply(self, overrides: Overrides, version: int, menus: Menus | None = None) -> None:
+        """Blocking (the engine is rebuilt): the next call hears these prompts and menus (None: the menus
+        live now stay)."""
         live = self.live
         with self.lock:
+            menus = self.menus if menus is None else menus
+            flow = self.flow_with(overrides, menus)
             with live._lock:  # one rebuild at a time with knowledge-base publishes
                 live.flow = flow  # later publishes build on the changed prompts
                 engine = live.build(live.engine.flow.knowledge.entries)
                 live.engine = engine
-            self.overrides, self.version = overrides, version
+            self.overrides, self.menus, self.version = overrides, menus, version
             for fn in live.on_swap:
                 fn(engine)
-        log.info("prompts version %d is live (%d changed); calls in progress keep theirs", version, len(overrides))
+        log.info("prompts version %d is live (%d prompts, %d menus changed); calls in progress keep theirs", version,
+                 len(overrides), len(self.menus))
 
     def refresh(self) -> bool:
         """Blocking: the stored changes go live if they are not the ones live now (at start-up; after
@@ -214,7 +241,7 @@ class LivePrompts:
         stay (at start-up: the flow file's)."""
         with self.lock:
             try:
-                version, overrides = self.store.load()
+                version, overrides, menus = self.store.load_all()
             except PromptStoreError as exc:
                 if str(exc) != self._unreadable:
                     log.error("prompt changes not applied: %s; callers hear the prompts they heard before", exc)
@@ -223,11 +250,11 @@ class LivePrompts:
             self._unreadable = None
             if version in (self.version, self._refused):
                 return False
-            if overrides == self.overrides:  # e.g. every change reset: nothing to rebuild
+            if overrides == self.overrides and menus == self.menus:  # e.g. every change reset: nothing to rebuild
                 self.version = version
                 return False
             try:
-                self.apply(overrides, version)
+                self.apply(overrides, version, menus)
             except ValueError as exc:
                 log.error("prompt changes version %d not applied (%s); callers hear the prompts they heard before",
                           version, exc)
@@ -284,7 +311,7 @@ class PromptsAdmin:
             old = current["text"][lang]
             overrides = {k: dict(v) for k, v in self._prompts.overrides.items()}
             overrides.setdefault(key, {})[lang] = new
-            apply_overrides(self._prompts.base_flow, overrides)  # the flow's own checks, before anything is stored
+            self._prompts.flow_with(overrides, self._prompts.menus)  # the flow's own checks, before anything is stored
             version = self._prompts.store.save(overrides, {"user": user, "action": "changed", "key": key,
                                                            "lang": lang, "old": old, "new": new})
             self._prompts.apply(overrides, version)

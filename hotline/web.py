@@ -68,13 +68,14 @@ async def start_console(hotline: Hotline, store: CallStore) -> ConsoleServer | N
     subscribe = getattr(hotline.bus, "subscribe", None)
     knowledge, chat = _knowledge_and_chat(hotline)
     from hotline.listen_relay import listen_source
+    from hotline.menus_live import menus_admin
     from hotline.prompts_live import prompts_admin
 
     listen, listen_install = listen_source(hotline)  # with MQTT also other workers' calls (docs/CONSOLE.md)
     app = create_app(store, hotline.acd, subscribe, settings,
                      ready_checks={"sip": sip_listening, "database": database, "models": models_loaded},
                      knowledge=knowledge, chat=chat, listen=listen, routing=_routing_hooks(hotline),
-                     prompts=prompts_admin(hotline))
+                     prompts=prompts_admin(hotline), menus=menus_admin(hotline))
     if listen_install is not None:
         listen_install(app)
     server = ConsoleServer(app, settings)
