@@ -314,7 +314,9 @@ async def test_a_change_saved_on_one_worker_reaches_the_others_and_concurrent_sa
         assert greeting(live_b.engine) == NEW_GREETING
         # a damaged file: worker B keeps what it has and says so once, not every poll
         caplog.clear()
-        (pc.folder / "prompts" / "prompts.json").write_text("{not json", encoding="utf-8")
+        damaged = pc.folder / "prompts" / "damaged.tmp"
+        damaged.write_text("{not json", encoding="utf-8")
+        damaged.replace(pc.folder / "prompts" / "prompts.json")  # at once: the poller never reads it half written
         await asyncio.sleep(0.6)
         unreadable = [r for r in caplog.records if "not readable" in r.getMessage()]
         assert len(unreadable) == 1 and unreadable[0].levelname == "ERROR", unreadable
