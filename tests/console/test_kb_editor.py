@@ -61,16 +61,7 @@ async def test_kb_routes_answer_each_role_as_they_should(kc: KbConsole) -> None:
         ("POST", "/admin/kb/publish", {}, {ANON: 302, AGENT: 403, SUP: 403, ADMIN: 302}),
         ("GET", "/chat", None, {ANON: 302, AGENT: 200, SUP: 200, ADMIN: 200}),
     ]
-    wrong = []
-    for role in (ANON, AGENT, SUP, ADMIN):
-        await kc.logout()
-        token = await kc.login(role, PASSWORDS[role]) if role != ANON else ""
-        for method, path, body, expected in routes:
-            headers = {"X-CSRF-Token": token} if token and method == "POST" else {}
-            r = await kc.client.request(method, path, data=body, headers=headers, allow_redirects=False)
-            if r.status != expected[role]:
-                text = (await r.text())[:150]
-                wrong.append(f"{role}: {method} {path}: {r.status} (expected {expected[role]}) {text}")
+    wrong = await kc.wrong_statuses(routes, PASSWORDS)
     assert not wrong, "\n".join(wrong)
     # Only the admin's requests changed anything: one version published, the test entry added then deleted.
     assert await asyncio.to_thread(kc.kb.versions) == [1]

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
+from support.agent_legs import send_paced
 from support.mosquitto import Mosquitto, running_broker
 
 from console.context import CONSOLE
@@ -149,12 +150,7 @@ async def test_whisper_reaches_the_agent_only_bad_clients_are_closed_and_it_is_a
         ws = await console.client.ws_connect("/ws/whisper/live-1")
         await ws.receive_json(timeout=5)
         assert await handshake_status(console, "/ws/whisper/live-1") == 409  # one whisper per call
-        pcm = tone(WHISPER_HZ, 2.0)
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        for i in range(0, len(pcm), 320):
-            await ws.send_bytes(pcm[i:i + 320])
-            await asyncio.sleep(max(0.0, t0 + (i + 320) / 16000 - loop.time()))
+        await send_paced(ws.send_bytes, tone(WHISPER_HZ, 2.0))
         await asyncio.sleep(0.5)  # the last frames travel
         await ws.close()
         await _wait(lambda: call.agent_leg.mix_in is None and app_console.listeners == 0, "the whisper closed")
@@ -220,12 +216,7 @@ async def test_a_supervisor_whispers_through_her_worker_into_a_call_on_another_w
             ws = await console.client.ws_connect("/ws/whisper/live-4")
             await ws.receive_json(timeout=5)
             await _wait(lambda: call.agent_leg.mix_in is not None, "worker B mixing the whisper in", 5)
-            pcm = tone(WHISPER_HZ, 2.0)
-            loop = asyncio.get_running_loop()
-            t0 = loop.time()
-            for i in range(0, len(pcm), 320):
-                await ws.send_bytes(pcm[i:i + 320])
-                await asyncio.sleep(max(0.0, t0 + (i + 320) / 16000 - loop.time()))
+            await send_paced(ws.send_bytes, tone(WHISPER_HZ, 2.0))
             await asyncio.sleep(0.5)
             await ws.close()
             await _wait(lambda: call.agent_leg.mix_in is None and not relay_b._whisper_served, "B's mix removed")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from support.agent_legs import leg_from, tone, tone_share, words
+from support.agent_legs import leg_from, send_paced, tone, tone_share, words
 from support.e2e_server import ROOT, Server, free_sip_port, start_server, stop_server, write_config
 from support.mosquitto import Mosquitto, running_broker
 
@@ -273,12 +273,7 @@ async def test_a_supervisor_on_another_worker_listens_over_mqtt_and_whispers_to_
             assert (await ws.receive_json(timeout=5))["sample_rate"] == 8000
             start_agent, start_caller, start_heard = len(agent_leg_heard(agent_leg, phone0, phone1)), \
                 len(tc.heard_pcm(leg)), len(heard)
-            pcm = tone(1000, 2.0)
-            loop = asyncio.get_running_loop()
-            t0 = loop.time()
-            for i in range(0, len(pcm), 320):
-                await ws.send_bytes(pcm[i:i + 320])
-                await asyncio.sleep(max(0.0, t0 + (i + 320) / 16000 - loop.time()))
+            await send_paced(ws.send_bytes, tone(1000, 2.0))
             await asyncio.sleep(0.4)
             await ws.close()
             to_agent = agent_leg_heard(agent_leg, phone0, phone1)[start_agent:]

@@ -166,7 +166,7 @@ async def test_a_supervisor_on_worker_a_whispers_to_the_agent_of_a_call_on_worke
     1 kHz tone fed at worker A; refusals arrive as the end of the whisper with B's reason; bad messages
     are dropped; stopping removes B's mix at once; a worker A that dies is dropped after the idle time; the
     end of the agent's leg reaches A."""
-    from support.agent_legs import tone_share
+    from support.agent_legs import send_paced, tone_share
 
     from hotline.listen_relay import PREFIX, RemoteWhisper
 
@@ -209,12 +209,7 @@ async def test_a_supervisor_on_worker_a_whispers_to_the_agent_of_a_call_on_worke
             relay_c._publish(f"{PREFIX}/wdata/{whisper.stream}", b"\x01" * 321, 0)
             start = len(phone.heard_pcm(agent_side))
             sent0 = relay_a.sent_bytes
-            pcm = tone(1000, 1.5)
-            loop = asyncio.get_running_loop()
-            t0 = loop.time()
-            for i in range(0, len(pcm), 320):
-                whisper.feed(pcm[i:i + 320])
-                await asyncio.sleep(max(0.0, t0 + (i + 320) / 16000 - loop.time()))
+            await send_paced(whisper.feed, tone(1000, 1.5))
             per_s = (relay_a.sent_bytes - sent0) / 1.5  # whisper audio and the keepalive requests
             print(f"worker A sends {per_s:.0f} bytes/s (payload + topic) per whisper in 20 ms messages")
             assert 16000 <= per_s < 20000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
@@ -25,6 +26,18 @@ def tone(hz: float, seconds: float = 2.0) -> bytes:
     """A sine tone as 8 kHz PCM16: an agent's phone that is easy to tell apart (tests/hotline/test_consult.py)."""
     t = np.arange(int(8000 * seconds)) / 8000
     return (0.3 * 32767 * np.sin(2 * np.pi * hz * t)).astype("<i2").tobytes()
+
+
+async def send_paced(send: Callable[[bytes], Awaitable[None] | None], pcm: bytes, chunk: int = 320) -> None:
+    """Hands `pcm` (8 kHz PCM16) to `send` in `chunk`-byte pieces at real-time pace, as a microphone would
+    (a WebSocket's `send_bytes`, or a whisper's `feed`)."""
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    for i in range(0, len(pcm), chunk):
+        sent = send(pcm[i:i + chunk])
+        if sent is not None:
+            await sent
+        await asyncio.sleep(max(0.0, t0 + (i + chunk) / 16000 - loop.time()))
 
 
 def tone_share(pcm: bytes, hz: float) -> float:

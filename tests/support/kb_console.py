@@ -50,6 +50,22 @@ class KbConsole:
     async def logout(self) -> None:
         self.client.session.cookie_jar.clear()
 
+    async def wrong_statuses(self, routes: list[tuple[str, str, Any, dict[str, int]]],
+                             passwords: dict[str, str]) -> list[str]:
+        """Each role of the routes' expectations logs in ("anonymous": nobody) and sends every route (POSTs
+        with the session's CSRF header); a line for each status that is not the one expected."""
+        wrong = []
+        for role in routes[0][3]:
+            await self.logout()
+            token = await self.login(role, passwords[role]) if role in passwords else ""
+            for method, path, body, expected in routes:
+                headers = {"X-CSRF-Token": token} if token and method == "POST" else {}
+                r = await self.client.request(method, path, data=body, headers=headers, allow_redirects=False)
+                if r.status != expected[role]:
+                    text = (await r.text())[:150]
+                    wrong.append(f"{role}: {method} {path}: {r.status} (expected {expected[role]}) {text}")
+        return wrong
+
 
 @asynccontextmanager
 async def kb_console(tmp: Path, users_db: Path, **settings: Any) -> AsyncIterator[KbConsole]:
