@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -12,14 +13,22 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from support.kb_console import FLOW, KbConsole
 
 from console import ConsoleSettings, create_app
 from console.routing_admin import RoutingHooks
+from dialog import DialogEngine
+from dialog.flow import load_flow
+from dialog.knowledge_store import KnowledgeStore
 from hotline.bus import EventBus
+from hotline.knowledge_live import LiveKnowledge
+from hotline.menus_live import MenusAdmin
+from hotline.prompts_live import LivePrompts, PromptsAdmin, PromptStore
 from recordings import CallStore
 from recordings.users import UserStore
 from routing import AgentProfile, AgentState, CallDistributor, QueueConfig
 from routing.admin import RoutingBase
+from tts import PromptCache, create_synthesizer
 
 PASSWORDS = {"anna": "blue-harbour-7", "sam": "green-valley-42", "ada": "red-mountain-333"}
 ROLES = {"anna": "agent", "sam": "supervisor", "ada": "admin"}
@@ -143,3 +152,44 @@ def seeded(console: Console) -> str:
     """The console with one finished call (see seed_call); returns its id."""
     seed_call(console)
     return CALL_ID
+
+
+@dataclass
+class PromptConsole:
+    """A console with the prompt and menu pages wired as `hotline serve` wires them, over the real bank flow."""
+
+    kc: KbConsole  # client, call store, users, knowledge store, live knowledge
+    prompts: LivePrompts
+    folder: Path
+
+    @property
+    def client(self) -> TestClient[Any, Any]:
+        return self.kc.client
+
+
+@pytest.fixture(scope="module")
+def cache() -> PromptCache:
+    return PromptCache(create_synthesizer("espeak"), target_rate=8000)
+
+
+@pytest.fixture
+async def pc(tmp_path: Path, users_db: Path, cache: PromptCache) -> AsyncIterator[PromptConsole]:
+    shutil.copy(users_db, tmp_path / "hotline.db")
+    store = CallStore(f"sqlite:///{tmp_path / 'hotline.db'}")
+    users = UserStore(store.engine)
+    flow = load_flow(FLOW)
+    kb = KnowledgeStore(tmp_path / "knowledge", flow.languages)
+    live = LiveKnowledge(flow, DialogEngine(flow), kb, poll_s=0)
+    await live.start()
+    prompts = LivePrompts(live, PromptStore(tmp_path / "prompts"))
+    await asyncio.to_thread(prompts.start)
+    app = create_app(store, None, None, ConsoleSettings(port=0, session_idle_s=600), users=users,
+                     prompts=PromptsAdmin(prompts, cache.render, cache.target_rate), menus=MenusAdmin(prompts))
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        yield PromptConsole(KbConsole(client, store, users, kb, live), prompts, tmp_path)
+    finally:
+        await client.close()
+        await live.stop()
+        store.close()

@@ -9,68 +9,26 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-import shutil
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-from support.kb_console import FLOW, KbConsole
+from support.kb_console import FLOW
 
-from console import ConsoleSettings, create_app
 from dialog import DialogEngine, Say
 from dialog.flow import load_flow
 from dialog.knowledge_store import KnowledgeStore
 from hotline.knowledge_live import LiveKnowledge
-from hotline.menus_live import MenusAdmin, apply_menus
-from hotline.prompts_live import LivePrompts, PromptsAdmin, PromptStore
-from recordings import CallStore
-from recordings.users import UserStore
-from tts import PromptCache, create_synthesizer
+from hotline.menus_live import apply_menus
+from hotline.prompts_live import LivePrompts, PromptStore
 
+from .conftest import PromptConsole
 from .test_kb_browser import CHROMIUM_ARGS, _call_id, _system_lines
 
 PASSWORDS = {"anna": "blue-harbour-7", "sam": "green-valley-42", "ada": "red-mountain-333"}
 ANON, AGENT, SUP, ADMIN = "anonymous", "anna", "sam", "ada"
 CARDS_WORDS = ("Cards: press 1 to block a card, 2 to activate a new card, 3 to reset your PIN, 4 for card fees, "
                "5 to report a lost card, 6 for our opening hours, or star to go back.")
-
-
-@dataclass
-class MenuConsole:
-    kc: KbConsole
-    prompts: LivePrompts
-    folder: Path
-
-    @property
-    def client(self) -> TestClient[Any, Any]:
-        return self.kc.client
-
-
-@pytest.fixture
-async def mc(tmp_path: Path, users_db: Path) -> AsyncIterator[MenuConsole]:
-    shutil.copy(users_db, tmp_path / "hotline.db")
-    store = CallStore(f"sqlite:///{tmp_path / 'hotline.db'}")
-    users = UserStore(store.engine)
-    flow = load_flow(FLOW)
-    kb = KnowledgeStore(tmp_path / "knowledge", flow.languages)
-    live = LiveKnowledge(flow, DialogEngine(flow), kb, poll_s=0)
-    await live.start()
-    prompts = LivePrompts(live, PromptStore(tmp_path / "prompts"))
-    await asyncio.to_thread(prompts.start)
-    cache = PromptCache(create_synthesizer("espeak"), target_rate=8000)
-    app = create_app(store, None, None, ConsoleSettings(port=0, session_idle_s=600), users=users,
-                     prompts=PromptsAdmin(prompts, cache.render, cache.target_rate), menus=MenusAdmin(prompts))
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
-    await client.start_server()
-    try:
-        yield MenuConsole(KbConsole(client, store, users, kb, live), prompts, tmp_path)
-    finally:
-        await client.close()
-        await live.stop()
-        store.close()
 
 
 def heard(engine: DialogEngine, *keys: str) -> list[str]:
@@ -92,12 +50,12 @@ def form(menu: dict[str, Any], **keys: str) -> dict[str, str]:
     return {"name": menu["name"], **data}
 
 
-async def menu_of(mc: MenuConsole, name: str) -> dict[str, Any]:
-    menus = (await (await mc.client.get("/api/menus")).json())["menus"]
+async def menu_of(pc: PromptConsole, name: str) -> dict[str, Any]:
+    menus = (await (await pc.client.get("/api/menus")).json())["menus"]
     return next(m for m in menus if m["name"] == name)
 
 
-async def test_menu_routes_answer_each_role_as_they_should(mc: MenuConsole) -> None:
+async def test_menu_routes_answer_each_role_as_they_should(pc: PromptConsole) -> None:
     routes: list[tuple[str, str, Any, dict[str, int]]] = [
         ("GET", "/admin/menus", None, {ANON: 302, AGENT: 403, SUP: 200, ADMIN: 200}),
         ("GET", "/api/menus", None, {ANON: 401, AGENT: 403, SUP: 200, ADMIN: 200}),
@@ -105,84 +63,84 @@ async def test_menu_routes_answer_each_role_as_they_should(mc: MenuConsole) -> N
          {ANON: 302, AGENT: 403, SUP: 403, ADMIN: 302}),
         ("POST", "/admin/menus/reset", {"name": "complaints_menu"}, {ANON: 302, AGENT: 403, SUP: 403, ADMIN: 302}),
     ]
-    wrong = await mc.kc.wrong_statuses(routes, PASSWORDS)
+    wrong = await pc.kc.wrong_statuses(routes, PASSWORDS)
     assert not wrong, "\n".join(wrong)
-    await mc.kc.logout()
-    await mc.kc.login(SUP, PASSWORDS[SUP])
-    page = await (await mc.client.get("/admin/menus")).text()
+    await pc.kc.logout()
+    await pc.kc.login(SUP, PASSWORDS[SUP])
+    page = await (await pc.client.get("/admin/menus")).text()
     assert 'id="m-dtmf"' in page and 'id="m-cards_menu"' in page and "<fieldset disabled>" in page
     assert 'class="save"' not in page
 
 
-async def test_a_changed_sub_menu_is_heard_by_the_next_call_survives_a_restart_and_resets(mc: MenuConsole) -> None:
-    live = mc.kc.live
+async def test_a_changed_sub_menu_is_heard_by_the_next_call_survives_a_restart_and_resets(pc: PromptConsole) -> None:
+    live = pc.kc.live
     before = heard(live.engine, "4", "6")  # key 6 is not in the cards menu: the main menu's 6 (complaints)
     in_progress = live.engine.new_conversation("call-in-progress", "13800138000", lang="en")
     in_progress.start()
     in_progress.handle_dtmf("4")
-    token = await mc.kc.login(ADMIN, PASSWORDS[ADMIN])
-    cards = await menu_of(mc, "cards_menu")
+    token = await pc.kc.login(ADMIN, PASSWORDS[ADMIN])
+    cards = await menu_of(pc, "cards_menu")
     assert cards["warnings"] == [] and not cards["changed"]
     body = {**form(cards, key_6="faq:opening_hours", say_en=CARDS_WORDS), "csrf_token": token}
-    r = await mc.client.post("/admin/menus/save", data=body, allow_redirects=False)
+    r = await pc.client.post("/admin/menus/save", data=body, allow_redirects=False)
     assert r.status == 302 and r.headers["Location"] == "/admin/menus?saved=cards_menu#m-cards_menu"
     now = heard(live.engine, "4", "6")
     assert now != before and "open" in now[0].lower(), now  # the opening hours answer
     assert heard(live.engine, "4") == [CARDS_WORDS]
     kept = [a.text for a in in_progress.handle_dtmf("6") if isinstance(a, Say)]
     assert kept == before, "a call in progress keeps its menu"
-    cards = await menu_of(mc, "cards_menu")
+    cards = await menu_of(pc, "cards_menu")
     assert cards["changed"] and cards["options"]["6"] == "faq:opening_hours"
     assert cards["warnings"] == ["zh: key 6 is not mentioned"]  # the Chinese words were not changed
-    page = html.unescape(await (await mc.client.get("/admin/menus?saved=cards_menu")).text())
+    page = html.unescape(await (await pc.client.get("/admin/menus?saved=cards_menu")).text())
     assert "zh: key 6 is not mentioned" in page and 'id="menus-saved"' in page
-    audit = [(a.user, a.action, a.target, a.detail) for a in await asyncio.to_thread(mc.kc.users.audit_log, 10)]
+    audit = [(a.user, a.action, a.target, a.detail) for a in await asyncio.to_thread(pc.kc.users.audit_log, 10)]
     assert ("ada", "menu_changed", "cards_menu", "6: - -> faq:opening_hours; words") in audit
     # a restart: a new LiveKnowledge and LivePrompts over the same folders
     flow = load_flow(FLOW)
-    again = LiveKnowledge(flow, DialogEngine(flow), KnowledgeStore(mc.folder / "knowledge", flow.languages), poll_s=0)
+    again = LiveKnowledge(flow, DialogEngine(flow), KnowledgeStore(pc.folder / "knowledge", flow.languages), poll_s=0)
     await again.start()
-    await asyncio.to_thread(LivePrompts(again, PromptStore(mc.folder / "prompts")).start)
+    await asyncio.to_thread(LivePrompts(again, PromptStore(pc.folder / "prompts")).start)
     assert heard(again.engine, "4", "6") == now
     # a prompt change afterwards keeps the menu change, and the menu's reset keeps the prompt change
-    r = await mc.client.post("/admin/prompts/save", allow_redirects=False, data={
+    r = await pc.client.post("/admin/prompts/save", allow_redirects=False, data={
         "key": "goodbye", "lang": "en", "text": "Goodbye from Example Bank.", "csrf_token": token})
     assert r.status == 302 and heard(live.engine, "4", "6") == now
-    r = await mc.client.post("/admin/menus/reset", data={"name": "cards_menu", "csrf_token": token},
+    r = await pc.client.post("/admin/menus/reset", data={"name": "cards_menu", "csrf_token": token},
                              allow_redirects=False)
     assert r.status == 302 and heard(live.engine, "4", "6") == before
     assert live.engine.flow.config.prompts.goodbye["en"] == "Goodbye from Example Bank."
-    stored = json.loads((mc.folder / "prompts" / "prompts.json").read_text(encoding="utf-8"))
+    stored = json.loads((pc.folder / "prompts" / "prompts.json").read_text(encoding="utf-8"))
     assert stored["version"] == 3 and "menus" not in stored and stored["overrides"]["goodbye"]
-    history = [json.loads(line) for line in (mc.folder / "prompts" / "history.jsonl").read_text().splitlines()]
+    history = [json.loads(line) for line in (pc.folder / "prompts" / "history.jsonl").read_text().splitlines()]
     assert [h["action"] for h in history] == ["menu_changed", "changed", "menu_reset"]
 
 
-async def test_the_main_menu_keys_change_and_a_menu_saved_as_in_the_file_is_no_change(mc: MenuConsole) -> None:
-    live = mc.kc.live
+async def test_the_main_menu_keys_change_and_a_menu_saved_as_in_the_file_is_no_change(pc: PromptConsole) -> None:
+    live = pc.kc.live
     fees = heard(live.engine, "4", "4")  # cards menu, card fees
-    token = await mc.kc.login(ADMIN, PASSWORDS[ADMIN])
-    main = await menu_of(mc, "dtmf")
+    token = await pc.kc.login(ADMIN, PASSWORDS[ADMIN])
+    main = await menu_of(pc, "dtmf")
     assert main["say"] is None and main["options"]["1"] == "faq:opening_hours"
-    r = await mc.client.post("/admin/menus/save", allow_redirects=False,
+    r = await pc.client.post("/admin/menus/save", allow_redirects=False,
                              data={**form(main, key_1="faq:card_fees", key_7=""), "csrf_token": token})
     assert r.status == 302
     assert heard(live.engine, "1") == fees
     assert "7" not in live.engine.flow.config.dtmf
-    main = await menu_of(mc, "dtmf")
+    main = await menu_of(pc, "dtmf")
     assert "en: key 7 is not mentioned" not in main["warnings"]  # 7 does nothing now; its words are the prompts'
     # saved back as the file has it: not a change any more
     base = {**main, "options": main["base_options"]}
-    r = await mc.client.post("/admin/menus/save", allow_redirects=False, data={**form(base), "csrf_token": token})
-    assert r.status == 302 and not (await menu_of(mc, "dtmf"))["changed"]
+    r = await pc.client.post("/admin/menus/save", allow_redirects=False, data={**form(base), "csrf_token": token})
+    assert r.status == 302 and not (await menu_of(pc, "dtmf"))["changed"]
     assert live.engine.flow.config.dtmf == load_flow(FLOW).config.dtmf
 
 
-async def test_bad_forms_are_refused_naming_the_problem_and_keep_what_was_typed(mc: MenuConsole) -> None:
-    live = mc.kc.live
+async def test_bad_forms_are_refused_naming_the_problem_and_keep_what_was_typed(pc: PromptConsole) -> None:
+    live = pc.kc.live
     base = heard(live.engine, "4", "1")
-    token = await mc.kc.login(ADMIN, PASSWORDS[ADMIN])
-    cards = await menu_of(mc, "cards_menu")
+    token = await pc.kc.login(ADMIN, PASSWORDS[ADMIN])
+    cards = await menu_of(pc, "cards_menu")
     cases = [
         (form(cards, key_1="no_such_intent"), 400, "key 1: unknown target 'no_such_intent'"),
         (form(cards, key_1="<script>alert(1)</script>"), 400, "key 1: not a target of this flow"),
@@ -195,30 +153,30 @@ async def test_bad_forms_are_refused_naming_the_problem_and_keep_what_was_typed(
         ({**form(cards), "name": "../etc"}, 400, "bad menu name"),
     ]
     for data, status, says in cases:
-        r = await mc.client.post("/admin/menus/save", data={**data, "csrf_token": token})
+        r = await pc.client.post("/admin/menus/save", data={**data, "csrf_token": token})
         body = html.unescape(await r.text())
         assert r.status == status and says in body, (data.get("key_1"), r.status, body[:300])
     # what was typed is shown again after a refusal
-    r = await mc.client.post("/admin/menus/save", data={**form(cards, key_3="help", say_zh=""), "csrf_token": token})
+    r = await pc.client.post("/admin/menus/save", data={**form(cards, key_3="help", say_zh=""), "csrf_token": token})
     body = await r.text()
     assert r.status == 400 and '<option value="help" selected>' in body[body.index('id="m-cards_menu"'):]
     # without the CSRF token nothing changes; a main menu with words is refused by the hotline
-    r = await mc.client.post("/admin/menus/save", data=form(cards, key_1="help"), allow_redirects=False)
+    r = await pc.client.post("/admin/menus/save", data=form(cards, key_1="help"), allow_redirects=False)
     assert r.status == 403
     with pytest.raises(ValueError, match="main menu's words"):
         apply_menus(load_flow(FLOW), {"dtmf": {"options": {"1": "help"}, "say": {"en": "Hi."}}})
-    assert heard(live.engine, "4", "1") == base and not (mc.folder / "prompts" / "prompts.json").exists()
+    assert heard(live.engine, "4", "1") == base and not (pc.folder / "prompts" / "prompts.json").exists()
 
 
-async def test_another_worker_takes_a_menu_change_at_its_next_poll(mc: MenuConsole) -> None:
+async def test_another_worker_takes_a_menu_change_at_its_next_poll(pc: PromptConsole) -> None:
     flow = load_flow(FLOW)
-    other = LiveKnowledge(flow, DialogEngine(flow), KnowledgeStore(mc.folder / "knowledge", flow.languages), poll_s=0)
+    other = LiveKnowledge(flow, DialogEngine(flow), KnowledgeStore(pc.folder / "knowledge", flow.languages), poll_s=0)
     await other.start()
-    other_prompts = LivePrompts(other, PromptStore(mc.folder / "prompts"))
+    other_prompts = LivePrompts(other, PromptStore(pc.folder / "prompts"))
     await asyncio.to_thread(other_prompts.start)
-    token = await mc.kc.login(ADMIN, PASSWORDS[ADMIN])
-    complaints = await menu_of(mc, "complaints_menu")
-    r = await mc.client.post("/admin/menus/save", allow_redirects=False,
+    token = await pc.kc.login(ADMIN, PASSWORDS[ADMIN])
+    complaints = await menu_of(pc, "complaints_menu")
+    r = await pc.client.post("/admin/menus/save", allow_redirects=False,
                              data={**form(complaints, key_3="agent"), "csrf_token": token})
     assert r.status == 302
     assert await asyncio.to_thread(other_prompts.refresh)  # what the knowledge poller runs

@@ -9,70 +9,26 @@ import html
 import io
 import itertools
 import json
-import shutil
 import wave
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-from support.kb_console import FLOW, KbConsole
+from support.kb_console import FLOW
 
-from console import ConsoleSettings, create_app
 from dialog import DialogEngine, Say
 from dialog.flow import load_flow
 from dialog.knowledge_store import KnowledgeStore
 from hotline.knowledge_live import LiveKnowledge
 from hotline.prompts_live import LivePrompts, PromptsAdmin, PromptStore
-from recordings import CallStore
-from recordings.users import UserStore
-from tts import PromptCache, create_synthesizer
+from tts import PromptCache
+
+from .conftest import PromptConsole
 
 PASSWORDS = {"anna": "blue-harbour-7", "sam": "green-valley-42", "ada": "red-mountain-333"}
 ANON, AGENT, SUP, ADMIN = "anonymous", "anna", "sam", "ada"
 NEW_GREETING = "Welcome to Example Bank, now open on Saturdays. Press 0 for an agent."
-
-
-@dataclass
-class PromptConsole:
-    kc: KbConsole  # client, call store, users, knowledge store, live knowledge
-    prompts: LivePrompts
-    folder: Path
-
-    @property
-    def client(self) -> TestClient[Any, Any]:
-        return self.kc.client
-
-
-@pytest.fixture(scope="module")
-def cache() -> PromptCache:
-    return PromptCache(create_synthesizer("espeak"), target_rate=8000)
-
-
-@pytest.fixture
-async def pc(tmp_path: Path, users_db: Path, cache: PromptCache) -> AsyncIterator[PromptConsole]:
-    shutil.copy(users_db, tmp_path / "hotline.db")
-    store = CallStore(f"sqlite:///{tmp_path / 'hotline.db'}")
-    users = UserStore(store.engine)
-    flow = load_flow(FLOW)
-    kb = KnowledgeStore(tmp_path / "knowledge", flow.languages)
-    live = LiveKnowledge(flow, DialogEngine(flow), kb, poll_s=0)
-    await live.start()
-    prompts = LivePrompts(live, PromptStore(tmp_path / "prompts"))
-    await asyncio.to_thread(prompts.start)
-    app = create_app(store, None, None, ConsoleSettings(port=0, session_idle_s=600), users=users,
-                     prompts=PromptsAdmin(prompts, cache.render, cache.target_rate))
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
-    await client.start_server()
-    try:
-        yield PromptConsole(KbConsole(client, store, users, kb, live), prompts, tmp_path)
-    finally:
-        await client.close()
-        await live.stop()
-        store.close()
 
 
 def greeting(engine: DialogEngine, lang: str = "en") -> str:
