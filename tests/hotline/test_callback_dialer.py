@@ -63,7 +63,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     store.end_call(CALL, outcome="callback_requested", end_reason="callback_requested")
     endpoint = SipEndpoint("127.0.0.1", 0)
     await endpoint.start()
-    bus, seen = EventBus(), []
+    bus, seen = EventBus(), list[Event]()
     bus.subscribe(seen.append)
     db_pool, cpu_pool = ThreadPoolExecutor(1), ThreadPoolExecutor(1)
     deps = SessionDeps(settings=settings, store=store, bus=bus, engine=None, recognizer=None,  # type: ignore[arg-type]
@@ -150,6 +150,11 @@ async def test_a_ring_timeout_changed_in_the_console_is_the_one_the_agent_rings_
         rig.acd.set_state("slow", AgentState.AVAILABLE)
         cust_leg = await customer.wait_for_call(10)
         agent_leg = await leg_from(slow, "5550009", 20)
+        # the phone has its leg once it answers; the dialer marks her on the call when it has the 200 OK
+        for _ in range(100):
+            if rig.acd.agent("slow").state is AgentState.ON_CALL:
+                break
+            await asyncio.sleep(0.05)
         assert rig.acd.agent("slow").state is AgentState.ON_CALL
         await cust_leg.hangup()
         await asyncio.wait_for(agent_leg.ended.wait(), 10)
