@@ -39,23 +39,36 @@ def menu_names(flow: Flow) -> list[str]:
     return [MAIN] + [name for name, intent in flow.config.intents.items() if isinstance(intent, MenuIntent)]
 
 
-def _checked_options(name: str, options: Mapping[str, str], known: set[str]) -> dict[str, str]:
+def _checked_options(name: str, options: Mapping[str, str], known: set[str], strict: bool,
+                     fallback: Mapping[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, target in options.items():
         if len(key) != 1 or key not in DTMF_KEYS:
-            raise ValueError(f"{name}: {key!r} is not a keypad key (0-9 * # A-D)")
+            if strict:
+                raise ValueError(f"{name}: {key!r} is not a keypad key (0-9 * # A-D)")
+            log.warning("menu %s: %r is not a keypad key: left out", name, key)
+            continue
         if target not in known:
-            raise ValueError(f"{name}: key {key}: unknown target {target!r}")
+            if strict:
+                raise ValueError(f"{name}: key {key}: unknown target {target!r}")
+            log.warning("menu %s: key %s leads to %r, which neither the flow nor the live knowledge base has now: "
+                        "key left out (change it on the menus page)", name, key, target)
+            continue
         out[key] = target
     if not out:
-        raise ValueError(f"{name}: a menu needs at least one key")
+        if strict:
+            raise ValueError(f"{name}: a menu needs at least one key")
+        log.warning("menu %s: no changed key is usable now: the configuration file's keys are used", name)
+        return dict(fallback)
     return dict(sorted(out.items(), key=lambda kv: KEY_ORDER.index(kv[0])))
 
 
-def apply_menus(flow: Flow, menus: Menus, known: set[str] | None = None) -> Flow:
+def apply_menus(flow: Flow, menus: Menus, known: set[str] | None = None, *, strict: bool = True) -> Flow:
     """The flow with these menu changes (ValueError naming the menu and key); `known`: the targets a key may
     lead to (default: the flow's intents and its own knowledge entries). Changes to a menu the flow no longer
-    has are ignored with a warning (the flow file changed under them)."""
+    has are ignored with a warning (the flow file changed under them). Not `strict` (stored changes going
+    live): a key whose target is gone since it was saved (a knowledge-base publish without that entry) is left
+    out with a warning instead of refusing every stored change."""
     if not menus:
         return flow
     known = flow.intent_names() if known is None else known
@@ -67,7 +80,7 @@ def apply_menus(flow: Flow, menus: Menus, known: set[str] | None = None) -> Flow
             if change.get("say"):
                 raise ValueError("dtmf: the main menu's words are the greeting and unknown_key prompts")
             if options is not None:
-                dtmf = _checked_options(name, options, known)
+                dtmf = _checked_options(name, options, known, strict, flow.config.dtmf)
             continue
         intent = intents.get(name)
         if not isinstance(intent, MenuIntent):
@@ -75,7 +88,7 @@ def apply_menus(flow: Flow, menus: Menus, known: set[str] | None = None) -> Flow
             continue
         data = intent.model_dump()
         if options is not None:
-            data["options"] = _checked_options(name, options, known)
+            data["options"] = _checked_options(name, options, known, strict, intent.options)
         say = change.get("say")
         if say:
             texts = {**intent.say, **say}
@@ -167,7 +180,8 @@ class MenusAdmin:
             elif name != MAIN and "say" in prompts.menus.get(name, {}):
                 change["say"] = dict(prompts.menus[name]["say"])  # keys only: the changed words stay
             menus = {**prompts.menus, name: change}
-            flow = prompts.flow_with(prompts.overrides, menus)  # every check, before anything is stored
+            apply_menus(prompts.base_flow, {name: change}, prompts.known_targets())  # this menu: every check
+            flow = prompts.flow_with(prompts.overrides, menus)  # other menus' stale keys stay left out
             stored = menus[name]
             stored["options"] = dict(flow.config.dtmf) if name == MAIN else dict(_menu(flow, name).options)
             if "say" in stored:

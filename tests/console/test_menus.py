@@ -16,10 +16,10 @@ import pytest
 from support.kb_console import FLOW
 
 from dialog import DialogEngine, Say
-from dialog.flow import load_flow
+from dialog.flow import MenuIntent, load_flow
 from dialog.knowledge_store import KnowledgeStore
 from hotline.knowledge_live import LiveKnowledge
-from hotline.menus_live import apply_menus
+from hotline.menus_live import MenusAdmin, apply_menus
 from hotline.prompts_live import LivePrompts, PromptStore
 
 from .conftest import PromptConsole
@@ -239,3 +239,50 @@ async def test_an_admin_in_chromium_sets_a_key_and_a_real_call_gets_it(tmp_path:
         assert any("opening" in t.lower() or "open" in t.lower() for t in lines[2:]), lines
     finally:
         await hotline.stop()
+
+
+async def test_a_key_whose_answer_was_unpublished_is_left_out_and_nothing_else_is_lost(
+        pc: PromptConsole, caplog: pytest.LogCaptureFixture) -> None:
+    """Key 6 leads to a knowledge answer that a later publish no longer has: at the next start the stored
+    changes still apply (the prompt change, the menu's other keys and words) and only that key is left out,
+    with a warning; saving another menu still works (only the menu being saved is checked strictly)."""
+    from dialog.knowledge import KnowledgeEntry
+
+    live, kb = pc.kc.live, pc.kc.kb
+    weekend = KnowledgeEntry.model_validate({
+        "id": "weekend_hours", "category": "branches",
+        "questions": {"en": ["is the weekend branch open late"], "zh": ["周末网点营业到几点"]},
+        "answer": {"en": "Our main branches open on Saturdays from 9 to 5.", "zh": "主要网点周六九点至五点营业。"}})
+    await asyncio.to_thread(kb.save_draft, [*kb.draft(), weekend])
+    await asyncio.to_thread(kb.publish)
+    assert await asyncio.to_thread(live.refresh)
+    token = await pc.kc.login(ADMIN, PASSWORDS[ADMIN])
+    cards = await menu_of(pc, "cards_menu")
+    r = await pc.client.post("/admin/menus/save", allow_redirects=False, data={
+        **form(cards, key_6="faq:weekend_hours", key_2="help", say_en=CARDS_WORDS), "csrf_token": token})
+    assert r.status == 302, await r.text()
+    r = await pc.client.post("/admin/prompts/save", allow_redirects=False, data={
+        "key": "goodbye", "lang": "en", "text": "Goodbye from Example Bank.", "csrf_token": token})
+    assert r.status == 302 and "saturdays" in heard(live.engine, "4", "6")[0].lower()
+    # the entry is deleted and the knowledge base published again; then the hotline restarts
+    await asyncio.to_thread(kb.save_draft, [e for e in kb.draft() if e.id != "weekend_hours"])
+    await asyncio.to_thread(kb.publish)
+    flow = load_flow(FLOW)
+    again = LiveKnowledge(flow, DialogEngine(flow), KnowledgeStore(pc.folder / "knowledge", flow.languages), poll_s=0)
+    await again.start()
+    restarted = LivePrompts(again, PromptStore(pc.folder / "prompts"))
+    await asyncio.to_thread(restarted.start)
+    menu = again.engine.flow.config.intents["cards_menu"]
+    assert isinstance(menu, MenuIntent)
+    assert menu.options == {"1": "block_card", "2": "help", "3": "pin_reset", "4": "faq:card_fees",
+                            "5": "report_lost_card"}
+    assert menu.say["en"] == CARDS_WORDS
+    assert again.engine.flow.config.prompts.goodbye["en"] == "Goodbye from Example Bank."
+    assert any("faq:weekend_hours" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    # another menu saved on the restarted worker: the stale key does not block it
+    await asyncio.to_thread(MenusAdmin(restarted).save, "complaints_menu", {"1": "complaint", "2": "complaint_status",
+                                                                            "3": "agent"}, None, "ada")
+    assert again.engine.flow.config.intents["complaints_menu"].options["3"] == "agent"  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="unknown target 'faq:weekend_hours'"):  # but the stale menu itself is
+        await asyncio.to_thread(MenusAdmin(restarted).save, "cards_menu", {"6": "faq:weekend_hours"}, None, "ada")
+    await again.stop()
