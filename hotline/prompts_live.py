@@ -8,7 +8,7 @@
 - `LivePrompts`: the flow with the changes applied. A change rebuilds the engine new calls get through
   `LiveKnowledge` (the same swap a knowledge-base publish does, hotline/knowledge_live.py), so the next call
   hears the new text; calls in progress keep theirs; later publishes keep the changed prompts. Workers that
-  share `data_dir` see each other's changes: the knowledge poller (`dialog.knowledge_poll_s`) runs
+  share `dialog.prompts_dir` see each other's changes: the knowledge poller (`dialog.knowledge_poll_s`) runs
   `LivePrompts.refresh`, and a save first catches up with the file under a lock across processes, so two
   workers' consoles saving at once lose neither change.
 - `PromptsAdmin`: `console.prompts.PromptAdmin` (plain dicts) over both, with the hotline's own prompt cache
@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from dialog.flow import Flow, Prompts, TransferSpec
+from dialog.menus import Menus, apply_menus
 from hotline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,6 @@ KEY = re.compile(r"^[a-z_]{1,40}(\.[a-z0-9_]{1,40})?$")
 TRANSFER_KEY = "transfer.announcement"
 
 Overrides = dict[str, dict[str, str]]
-Menus = dict[str, dict[str, dict[str, str]]]  # menu name -> {"options": {key: target}, "say": {lang: text}}
 
 
 class PromptStoreError(OSError):
@@ -151,7 +151,7 @@ class PromptStore:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """One writer at a time across processes (workers sharing `data_dir`): an exclusive `flock` on
+        """One writer at a time across processes (workers sharing `dialog.prompts_dir`): an exclusive `flock` on
         `.lock` beside the file, held while the caller reads, checks and saves."""
         self.directory.mkdir(parents=True, exist_ok=True)
         with (self.directory / ".lock").open("a+b") as f:
@@ -213,9 +213,7 @@ class LivePrompts:
 
     def flow_with(self, overrides: Overrides, menus: Menus) -> Flow:
         """The flow file's flow with these prompt and menu changes (ValueError naming a bad prompt; a stored
-        menu key whose target has gone since is left out with a warning, hotline/menus_live.py)."""
-        from hotline.menus_live import apply_menus
-
+        menu key whose target has gone since is left out with a warning, dialog/menus.py)."""
         return apply_menus(apply_overrides(self.base_flow, overrides), menus, self.known_targets(), strict=False)
 
     def apply(self, overrides: Overrides, version: int, menus: Menus | None = None) -> None:

@@ -18,8 +18,9 @@ from support.kb_console import FLOW
 from dialog import DialogEngine, Say
 from dialog.flow import MenuIntent, load_flow
 from dialog.knowledge_store import KnowledgeStore
+from dialog.menus import apply_menus
 from hotline.knowledge_live import LiveKnowledge
-from hotline.menus_live import MenusAdmin, apply_menus
+from hotline.menus_live import MenusAdmin
 from hotline.prompts_live import LivePrompts, PromptStore
 
 from .conftest import PromptConsole
