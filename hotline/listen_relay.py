@@ -342,15 +342,24 @@ class ListenRelay:
             except Exception:  # one bad message must not end the relay
                 log.exception("listen relay %s: message on %s failed", self.node, message.topic.value)
 
-    def _on_request(self, call_id: str, payload: bytes) -> None:
+    def _request_from_others(self, call_id: str, payload: bytes, what: str) -> tuple[str, str] | None:
+        """(stream, node) of another worker's listen or whisper request; None for this worker's own or a
+        malformed one (logged)."""
         try:
             req = json.loads(payload)
             stream, node = str(req["stream"]), str(req["node"])
         except (ValueError, KeyError, TypeError):
-            log.warning("listen relay %s: malformed request for call %s ignored", self.node, call_id)
-            return
+            log.warning("listen relay %s: malformed %s for call %s ignored", self.node, what, call_id)
+            return None
         if node == self.node or not stream.isalnum() or len(stream) > 64:
+            return None
+        return stream, node
+
+    def _on_request(self, call_id: str, payload: bytes) -> None:
+        parsed = self._request_from_others(call_id, payload, "request")
+        if parsed is None:
             return
+        stream, node = parsed
         served = self._served.get(stream)
         if served is not None:
             served.seen = time.monotonic()
@@ -386,14 +395,10 @@ class ListenRelay:
             log.info("call %s: remote listen stream %s ended", served.call_id, stream[:8])
 
     def _on_whisper_request(self, call_id: str, payload: bytes) -> None:
-        try:
-            req = json.loads(payload)
-            stream, node = str(req["stream"]), str(req["node"])
-        except (ValueError, KeyError, TypeError):
-            log.warning("listen relay %s: malformed whisper request for call %s ignored", self.node, call_id)
+        parsed = self._request_from_others(call_id, payload, "whisper request")
+        if parsed is None:
             return
-        if node == self.node or not stream.isalnum() or len(stream) > 64:
-            return
+        stream, node = parsed
         whispered = self._whisper_served.get(stream)
         if whispered is not None:
             whispered.seen = time.monotonic()

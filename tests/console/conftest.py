@@ -166,6 +166,17 @@ class PromptConsole:
     def client(self) -> TestClient[Any, Any]:
         return self.kc.client
 
+    async def restarted(self) -> tuple[LiveKnowledge, LivePrompts]:
+        """Another worker, or this one after a restart: a new LiveKnowledge (no poller) and LivePrompts over
+        the same folders, started (stop the LiveKnowledge after)."""
+        flow = load_flow(FLOW)
+        live = LiveKnowledge(flow, DialogEngine(flow), KnowledgeStore(self.folder / "knowledge", flow.languages),
+                             poll_s=0)
+        await live.start()
+        prompts = LivePrompts(live, PromptStore(self.folder / "prompts"))
+        await asyncio.to_thread(prompts.start)
+        return live, prompts
+
 
 @pytest.fixture(scope="module")
 def cache() -> PromptCache:

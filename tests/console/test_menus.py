@@ -17,11 +17,8 @@ from support.kb_console import FLOW
 
 from dialog import DialogEngine, Say
 from dialog.flow import MenuIntent, load_flow
-from dialog.knowledge_store import KnowledgeStore
 from dialog.menus import apply_menus
-from hotline.knowledge_live import LiveKnowledge
 from hotline.menus_live import MenusAdmin
-from hotline.prompts_live import LivePrompts, PromptStore
 
 from .conftest import PromptConsole
 from .test_kb_browser import CHROMIUM_ARGS, _call_id, _system_lines
@@ -98,10 +95,7 @@ async def test_a_changed_sub_menu_is_heard_by_the_next_call_survives_a_restart_a
     audit = [(a.user, a.action, a.target, a.detail) for a in await asyncio.to_thread(pc.kc.users.audit_log, 10)]
     assert ("ada", "menu_changed", "cards_menu", "6: - -> faq:opening_hours; words") in audit
     # a restart: a new LiveKnowledge and LivePrompts over the same folders
-    flow = load_flow(FLOW)
-    again = LiveKnowledge(flow, DialogEngine(flow), KnowledgeStore(pc.folder / "knowledge", flow.languages), poll_s=0)
-    await again.start()
-    await asyncio.to_thread(LivePrompts(again, PromptStore(pc.folder / "prompts")).start)
+    again, _ = await pc.restarted()
     assert heard(again.engine, "4", "6") == now
     # a prompt change afterwards keeps the menu change, and the menu's reset keeps the prompt change
     r = await pc.client.post("/admin/prompts/save", allow_redirects=False, data={
@@ -170,18 +164,14 @@ async def test_bad_forms_are_refused_naming_the_problem_and_keep_what_was_typed(
 
 
 async def test_another_worker_takes_a_menu_change_at_its_next_poll(pc: PromptConsole) -> None:
-    flow = load_flow(FLOW)
-    other = LiveKnowledge(flow, DialogEngine(flow), KnowledgeStore(pc.folder / "knowledge", flow.languages), poll_s=0)
-    await other.start()
-    other_prompts = LivePrompts(other, PromptStore(pc.folder / "prompts"))
-    await asyncio.to_thread(other_prompts.start)
+    other, other_prompts = await pc.restarted()
     token = await pc.kc.login(ADMIN, PASSWORDS[ADMIN])
     complaints = await menu_of(pc, "complaints_menu")
     r = await pc.client.post("/admin/menus/save", allow_redirects=False,
                              data={**form(complaints, key_3="agent"), "csrf_token": token})
     assert r.status == 302
     assert await asyncio.to_thread(other_prompts.refresh)  # what the knowledge poller runs
-    assert other.engine.flow.config.intents["complaints_menu"].options["3"] == "agent"  # type: ignore[union-attr]
+    assert other.engine.flow.config.intents["complaints_menu"].options["3"] == "agent"
 
 
 @pytest.mark.slow
@@ -268,11 +258,7 @@ async def test_a_key_whose_answer_was_unpublished_is_left_out_and_nothing_else_i
     # the entry is deleted and the knowledge base published again; then the hotline restarts
     await asyncio.to_thread(kb.save_draft, [e for e in kb.draft() if e.id != "weekend_hours"])
     await asyncio.to_thread(kb.publish)
-    flow = load_flow(FLOW)
-    again = LiveKnowledge(flow, DialogEngine(flow), KnowledgeStore(pc.folder / "knowledge", flow.languages), poll_s=0)
-    await again.start()
-    restarted = LivePrompts(again, PromptStore(pc.folder / "prompts"))
-    await asyncio.to_thread(restarted.start)
+    again, restarted = await pc.restarted()
     menu = again.engine.flow.config.intents["cards_menu"]
     assert isinstance(menu, MenuIntent)
     assert menu.options == {"1": "block_card", "2": "help", "3": "pin_reset", "4": "faq:card_fees",
@@ -283,7 +269,7 @@ async def test_a_key_whose_answer_was_unpublished_is_left_out_and_nothing_else_i
     # another menu saved on the restarted worker: the stale key does not block it
     await asyncio.to_thread(MenusAdmin(restarted).save, "complaints_menu", {"1": "complaint", "2": "complaint_status",
                                                                             "3": "agent"}, None, "ada")
-    assert again.engine.flow.config.intents["complaints_menu"].options["3"] == "agent"  # type: ignore[union-attr]
+    assert again.engine.flow.config.intents["complaints_menu"].options["3"] == "agent"
     with pytest.raises(ValueError, match="unknown target 'faq:weekend_hours'"):  # but the stale menu itself is
         await asyncio.to_thread(MenusAdmin(restarted).save, "cards_menu", {"6": "faq:weekend_hours"}, None, "ada")
     await again.stop()

@@ -21,7 +21,7 @@ from dialog import DialogEngine, Say
 from dialog.flow import load_flow
 from dialog.knowledge_store import KnowledgeStore
 from hotline.knowledge_live import LiveKnowledge
-from hotline.prompts_live import LivePrompts, PromptsAdmin, PromptStore
+from hotline.prompts_live import PromptsAdmin
 from tts import PromptCache
 
 from .conftest import PromptConsole
@@ -114,10 +114,7 @@ async def test_an_edit_is_heard_by_the_next_call_survives_a_restart_and_resets(p
     await asyncio.to_thread(pc.kc.kb.publish)
     assert await asyncio.to_thread(live.refresh) and greeting(live.engine) == NEW_GREETING
     # a restart: a new LiveKnowledge and LivePrompts over the same folders
-    flow = load_flow(FLOW)
-    again = LiveKnowledge(flow, DialogEngine(flow), KnowledgeStore(pc.folder / "knowledge", flow.languages), poll_s=0)
-    await again.start()
-    await asyncio.to_thread(LivePrompts(again, PromptStore(pc.folder / "prompts")).start)
+    again, _ = await pc.restarted()
     assert greeting(again.engine) == NEW_GREETING
     # reset to the configuration file
     r = await pc.client.post("/admin/prompts/reset", allow_redirects=False,
